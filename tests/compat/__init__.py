@@ -1,0 +1,1 @@
+"""Compatibility scenarios run against both the real Restate server and Perdure."""

@@ -1,0 +1,34 @@
+"""Pytest fixtures and hooks: a `server` fixture over the selected kinds, log tails on failure.
+
+Import its names into a conftest.py (tests/conftest.py does). Select servers with
+PERDURE_TEST_SERVERS=restate (or perdure, or both: the default), or with `-k restate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.process import live_processes
+from tests.support.servers import Server, make_server, selected_servers
+
+
+@pytest.fixture(scope="module", params=selected_servers())
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A started server of the parametrized kind, shared by the tests of one module."""
+    kind = str(request.param)
+    srv = make_server(kind, tmp_path_factory.mktemp(f"{kind}-server") / "data")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
+
+
+def attach_log_tails(item: pytest.Item, report: pytest.TestReport) -> None:
+    """On failure, add the log tail of every live process to the report (printed by pytest)."""
+    if not report.failed:
+        return
+    for proc in live_processes():
+        report.sections.append((f"log tail: {proc.name} ({proc.log_path})", proc.log_tail()))

@@ -1,0 +1,117 @@
+"""The two servers under test, started the same way and spoken to the same way.
+
+`RestateServer` runs the real restate-server; `PerdureServer` runs `perdure server`. Both expose
+`ingress_url`, `admin_url`, `start()`, `kill()` (SIGKILL), `stop()` and `restart()` (same ports,
+same data directory).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+
+from tests.support.paths import perdure_executable, restate_server_binary
+from tests.support.ports import free_port, port_accepts
+from tests.support.process import ManagedProcess
+
+SERVER_KINDS = ("restate", "perdure")
+SERVERS_ENV = "PERDURE_TEST_SERVERS"
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class Server(ManagedProcess):
+    """A durable-execution server with an ingress and an admin API on loopback ports."""
+
+    kind: str
+
+    def __init__(self, name: str, argv: list[str], data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(name, argv, data_dir.parent / f"{data_dir.name}.log", env=env, ready=self._is_ready)
+
+    ingress_port: int
+    admin_port: int
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://127.0.0.1:{self.ingress_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def _is_ready(self) -> bool:
+        return _http_ok(f"{self.admin_url}/health") and port_accepts(self.ingress_port)
+
+
+class RestateServer(Server):
+    """The real Restate server 1.7.12 with its data under `base_dir`."""
+
+    kind = "restate"
+
+    def __init__(self, base_dir: Path) -> None:
+        self.ingress_port = free_port()
+        self.admin_port = free_port()
+        self.node_port = free_port()
+        env = dict(os.environ)
+        env.update(
+            RESTATE_INGRESS__BIND_ADDRESS=f"127.0.0.1:{self.ingress_port}",
+            RESTATE_ADMIN__BIND_ADDRESS=f"127.0.0.1:{self.admin_port}",
+            RESTATE_BIND_ADDRESS=f"127.0.0.1:{self.node_port}",
+            RESTATE_LISTEN_MODE="tcp",
+            RESTATE_DISABLE_TELEMETRY="true",
+            RESTATE_LOG_DISABLE_ANSI_CODES="true",
+        )
+        argv = [str(restate_server_binary()), "--base-dir", str(base_dir)]
+        super().__init__("restate-server", argv, base_dir, env)
+
+    def _is_ready(self) -> bool:
+        return _http_ok(f"{self.admin_url}/health") and _http_ok(f"{self.ingress_url}/restate/health")
+
+
+class PerdureServer(Server):
+    """`perdure server` with its data under `data_dir`."""
+
+    kind = "perdure"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.ingress_port = free_port()
+        self.admin_port = free_port()
+        argv = [
+            str(perdure_executable()),
+            "server",
+            "--data-dir",
+            str(data_dir),
+            "--ingress-address",
+            f"127.0.0.1:{self.ingress_port}",
+            "--admin-address",
+            f"127.0.0.1:{self.admin_port}",
+        ]
+        super().__init__("perdure-server", argv, data_dir, dict(os.environ))
+
+
+def make_server(kind: str, data_dir: Path) -> Server:
+    """A not-yet-started server of the given kind ("restate" or "perdure")."""
+    if kind == "restate":
+        return RestateServer(data_dir)
+    if kind == "perdure":
+        return PerdureServer(data_dir)
+    raise ValueError(f"unknown server kind {kind!r}; expected one of {SERVER_KINDS}")
+
+
+def selected_servers() -> list[str]:
+    """Server kinds to test against: PERDURE_TEST_SERVERS=restate,perdure (default both)."""
+    raw = os.environ.get(SERVERS_ENV, ",".join(SERVER_KINDS))
+    kinds = [k.strip() for k in raw.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in SERVER_KINDS]
+    if unknown:
+        raise ValueError(f"{SERVERS_ENV} has unknown kinds {unknown}; expected {SERVER_KINDS}")
+    return kinds

@@ -57,8 +57,10 @@ class Ingress:
         await self.http.aclose()
 
     @staticmethod
-    def _headers(idempotency_key: str | None, headers: dict[str, str] | None) -> dict[str, str]:
-        out = {"content-type": "application/json"}
+    def _headers(
+        idempotency_key: str | None, headers: dict[str, str] | None, json_body: bool = True
+    ) -> dict[str, str]:
+        out = {"content-type": "application/json"} if json_body else {}
         if idempotency_key is not None:
             out["idempotency-key"] = idempotency_key
         out.update(headers or {})
@@ -72,11 +74,10 @@ class Ingress:
         headers: dict[str, str] | None = None,
         raw: bytes | None = None,
     ) -> httpx.Response:
-        """POST /{target} (e.g. "Greeter/greet") with a JSON body; returns the raw response."""
-        content = raw if raw is not None else json.dumps(body).encode()
-        return await self.http.post(
-            f"/{target}", content=content, headers=self._headers(idempotency_key, headers)
-        )
+        """POST /{target} (e.g. "Greeter/greet"); `body` is sent as JSON, None sends no body at all."""
+        content = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        hdrs = self._headers(idempotency_key, headers, json_body=content is not None)
+        return await self.http.post(f"/{target}", content=content, headers=hdrs)
 
     async def send(
         self,
@@ -88,11 +89,12 @@ class Ingress:
     ) -> SendResult:
         """POST /{target}/send[?delay=…]; asserts nothing, returns status, body and x-restate-id."""
         params = {"delay": delay} if delay is not None else None
+        content = None if body is None else json.dumps(body).encode()
         resp = await self.http.post(
             f"/{target}/send",
-            content=json.dumps(body).encode(),
+            content=content,
             params=params,
-            headers=self._headers(idempotency_key, headers),
+            headers=self._headers(idempotency_key, headers, json_body=content is not None),
         )
         parsed = resp.json() if resp.content else {}
         return SendResult(resp.status_code, parsed, resp.headers.get("x-restate-id"))

@@ -6,6 +6,7 @@ a crash or a retry). Appends are single small writes with O_APPEND, so lines nev
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -43,3 +44,25 @@ def gate_path(tag: str) -> Path:
 def label() -> str:
     """Which process (deployment) is running: the DEPLOYMENT_LABEL baked into its environment."""
     return os.environ.get(LABEL_ENV, "unlabelled")
+
+
+class Ledger:
+    """The test side of a ledger file: read events of a tag, wait until one shows up."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def events(self, tag: str) -> list[str]:
+        return events(self.path, tag)
+
+    def count(self, tag: str, event: str) -> int:
+        return self.events(tag).count(event)
+
+    async def wait_for(self, tag: str, event: str, timeout_s: float = 20.0) -> None:
+        """Poll until `event` was recorded for `tag`; raise TimeoutError with what was seen."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while event not in self.events(tag):
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise TimeoutError(f"{tag}: no {event!r} within {timeout_s}s; saw {self.events(tag)}") from None

@@ -1,0 +1,1 @@
+"""Benchmark: the same official-SDK Greeter behind Perdure and the real Restate server."""

@@ -1,0 +1,229 @@
+"""Benchmark runner: the official-SDK Greeter behind Perdure and the real Restate server.
+
+Rounds alternate the servers (A B A B …). Each round starts a fresh server and SDK process,
+registers the Greeter, warms up, then runs N invocations at concurrency C from a separate
+load-generator process, and samples /proc for the server process tree's CPU time and peak RSS.
+Run as `python -m bench.run` from the repository root (or `make bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+from bench.procstat import tree_cpu_s, tree_peak_rss_bytes
+from tests.support import PythonService, make_server, register
+from tests.support.paths import REPO_ROOT, restate_installed
+from tests.support.process import ProcessFailedToStart
+
+RESULTS_DIR = Path(__file__).parent / "results"
+LOAD_TIMEOUT_S = 600.0
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    """What one round measured for one server."""
+
+    server: str
+    round: int
+    ok: int
+    errors: int
+    first_error: str | None
+    throughput_per_s: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_ms_per_inv: float
+    sdk_cpu_ms_per_inv: float
+    server_peak_rss_mib: float
+
+
+def _read_line(stream: IO[str], what: str) -> str:
+    line = stream.readline()
+    if not line:
+        raise RuntimeError(f"load generator exited before {what}")
+    return line.strip()
+
+
+def _drive_load(ingress_port: int, args: argparse.Namespace, server_pid: int, sdk_pid: int) -> RoundResult:
+    argv = [sys.executable, "-m", "bench.load", "--port", str(ingress_port), "--n", str(args.n)]
+    argv += ["--concurrency", str(args.concurrency), "--warmup", str(args.warmup)]
+    with subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
+    ) as load:
+        assert load.stdin is not None and load.stdout is not None
+        if _read_line(load.stdout, "warm-up") != "ready":
+            raise RuntimeError("load generator did not report ready")
+        server_cpu0, sdk_cpu0 = tree_cpu_s(server_pid), tree_cpu_s(sdk_pid)
+        load.stdin.write("go\n")
+        load.stdin.flush()
+        summary = json.loads(_read_line(load.stdout, "results"))
+        server_cpu_s = tree_cpu_s(server_pid) - server_cpu0
+        sdk_cpu_s = tree_cpu_s(sdk_pid) - sdk_cpu0
+        load.wait(timeout=LOAD_TIMEOUT_S)
+    done = max(1, int(summary["ok"]))
+    return RoundResult(
+        server="",
+        round=0,
+        ok=int(summary["ok"]),
+        errors=int(summary["errors"]),
+        first_error=summary["first_error"],
+        throughput_per_s=float(summary["throughput_per_s"]),
+        p50_ms=float(summary["p50_ms"]),
+        p99_ms=float(summary["p99_ms"]),
+        server_cpu_ms_per_inv=server_cpu_s * 1000.0 / done,
+        sdk_cpu_ms_per_inv=sdk_cpu_s * 1000.0 / done,
+        server_peak_rss_mib=tree_peak_rss_bytes(server_pid) / MIB,
+    )
+
+
+def run_round(kind: str, round_index: int, args: argparse.Namespace, workdir: Path) -> RoundResult:
+    """Fresh server + fresh SDK process, register, warm up, measure, tear both down."""
+    server = make_server(kind, workdir / f"{kind}-{round_index}")
+    sdk = PythonService(
+        "bench.greeter",
+        "app",
+        log_dir=workdir,
+        name=f"greeter-{kind}-{round_index}",
+        hypercorn_args=args.sdk_args,
+    )
+    with server, sdk:
+        register(server.admin_url, sdk.url)
+        result = _drive_load(server.ingress_port, args, server.pid, sdk.pid)
+    return RoundResult(**{**asdict(result), "server": kind, "round": round_index})
+
+
+def summarize(results: list[RoundResult]) -> dict[str, dict[str, float]]:
+    """Per server: mean over rounds of each metric (peak RSS: max)."""
+    out: dict[str, dict[str, float]] = {}
+    for kind in sorted({r.server for r in results}):
+        rows = [r for r in results if r.server == kind]
+        out[kind] = {
+            "rounds": len(rows),
+            "throughput_per_s": statistics.fmean(r.throughput_per_s for r in rows),
+            "p50_ms": statistics.fmean(r.p50_ms for r in rows),
+            "p99_ms": statistics.fmean(r.p99_ms for r in rows),
+            "server_cpu_ms_per_inv": statistics.fmean(r.server_cpu_ms_per_inv for r in rows),
+            "sdk_cpu_ms_per_inv": statistics.fmean(r.sdk_cpu_ms_per_inv for r in rows),
+            "server_peak_rss_mib": max(r.server_peak_rss_mib for r in rows),
+            "errors": sum(r.errors for r in rows),
+        }
+    return out
+
+
+def ratios(summary: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Perdure / Restate for every metric both servers have."""
+    if "perdure" not in summary or "restate" not in summary:
+        return {}
+    perdure, restate = summary["perdure"], summary["restate"]
+    keys = ("throughput_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_inv", "server_peak_rss_mib")
+    return {k: perdure[k] / restate[k] for k in keys if restate[k]}
+
+
+COLUMNS = (
+    ("inv/s", "throughput_per_s", "8.0f"),
+    ("p50 ms", "p50_ms", "8.2f"),
+    ("p99 ms", "p99_ms", "8.2f"),
+    ("srv cpu ms/inv", "server_cpu_ms_per_inv", "15.3f"),
+    ("sdk cpu ms/inv", "sdk_cpu_ms_per_inv", "15.3f"),
+    ("srv peak MiB", "server_peak_rss_mib", "13.1f"),
+    ("errors", "errors", "6.0f"),
+)
+
+
+def _row(server: str, label: str, values: dict[str, float]) -> str:
+    cells = [f"{server:8} {label:>5}"]
+    for title, key, fmt in COLUMNS:
+        width = int(fmt.split(".")[0])
+        cells.append(f"{values[key]:{fmt}}".rjust(max(width, len(title))))
+    return " ".join(cells)
+
+
+def _print_table(
+    results: list[RoundResult], summary: dict[str, dict[str, float]], ratio: dict[str, float]
+) -> None:
+    titles = " ".join(title.rjust(int(fmt.split(".")[0])) for title, _, fmt in COLUMNS)
+    print(f"{'server':8} {'round':>5} {titles}")
+    for r in results:
+        print(_row(r.server, str(r.round), {key: float(getattr(r, key)) for _, key, _ in COLUMNS}))
+    for kind, values in summary.items():
+        print(_row(kind, "mean", values))
+    if ratio:
+        print("perdure/restate: " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=3000, help="measured invocations per round")
+    parser.add_argument("--concurrency", "-c", type=int, default=32, help="concurrent connections")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per server (alternating)")
+    parser.add_argument("--warmup", type=int, default=300, help="warm-up invocations per round")
+    parser.add_argument("--servers", default="perdure,restate", help="comma list, order = alternation order")
+    parser.add_argument(
+        "--sdk-args",
+        default="--worker-class uvloop",
+        type=lambda s: s.split(),
+        help="extra hypercorn arguments for the SDK process",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="JSON output file (default bench/results/…)")
+    return parser.parse_args(argv)
+
+
+def selected_kinds(raw: str) -> list[str]:
+    kinds = [k.strip() for k in raw.split(",") if k.strip()]
+    if "restate" in kinds and not restate_installed():
+        print("restate-server not installed (make deps-node): benchmarking without it", file=sys.stderr)
+        kinds.remove("restate")
+    return kinds
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    kinds = selected_kinds(args.servers)
+    results: list[RoundResult] = []
+    failed: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="perdure-bench-") as tmp:
+        for round_index in range(args.rounds):
+            for kind in kinds:
+                if kind in failed:
+                    continue
+                print(f"round {round_index} {kind} …", file=sys.stderr, flush=True)
+                try:
+                    results.append(run_round(kind, round_index, args, Path(tmp)))
+                except (ProcessFailedToStart, RuntimeError, OSError) as exc:
+                    failed[kind] = str(exc).splitlines()[0]
+                    print(f"{kind} failed: {exc}", file=sys.stderr)
+    summary = summarize(results)
+    ratio = ratios(summary)
+    _print_table(results, summary, ratio)
+    out = args.out or RESULTS_DIR / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config = {k: v for k, v in vars(args).items() if k != "out"}
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    report = {
+        "config": config,
+        "machine": machine,
+        "rounds": [asdict(r) for r in results],
+        "summary": summary,
+        "ratios_perdure_over_restate": ratio,
+        "failed": failed,
+    }
+    out.write_text(json.dumps(report, indent=2))
+    print(f"results: {out}", file=sys.stderr)
+    return 0 if results and not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.support.paths import NODE_MODULES, REPO_ROOT
@@ -61,12 +61,14 @@ class PythonService(ServiceProcess):
         env: Mapping[str, str] | None = None,
         log_dir: Path | None = None,
         name: str | None = None,
+        hypercorn_args: Sequence[str] = (),
     ) -> None:
         target = str(module_or_file)
         if target.endswith(".py"):
             target = str(Path(target).resolve())
         port = port or free_port()
-        argv = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", f"{target}:{app_attr}"]
+        argv = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", *hypercorn_args]
+        argv.append(f"{target}:{app_attr}")
         label = name or Path(target).stem.rsplit(".", 1)[-1]
         super().__init__(f"py-{label}", argv, port, _service_env(env), log_dir)
 

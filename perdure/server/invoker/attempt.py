@@ -1,0 +1,233 @@
+"""One attempt of an invocation against its pinned deployment.
+
+Opens the stream, sends Start and the known journal, turns every message the
+service streams back into a processor command, and forwards the
+notifications the processor releases (after they are durable)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from perdure.protocol import messages_pb2 as pb
+from perdure.protocol.codec import MessageType as T
+from perdure.protocol.errors import ProtocolError
+from perdure.protocol.framing import FrameDecoder, encode_frame
+from perdure.server.invoker.h2client import H2Error
+from perdure.server.processor.commands import AttemptFailed, AttemptOpened, Command, SdkMessage
+from perdure.server.processor.effects import StartAttempt
+
+log = logging.getLogger("perdure.invoker")
+
+PROTOCOL_VERSION_MAX = 6
+PROTOCOL_VERSION_MIN = 5
+TERMINAL = frozenset((T.END, T.SUSPENSION, T.ERROR))
+
+
+class StreamLike(Protocol):
+    async def response(self) -> tuple[int, list[tuple[str, str]]]: ...
+    def send(self, data: bytes) -> None: ...
+    def end(self) -> None: ...
+    async def receive(self) -> bytes: ...
+    def reset(self, error_code: int = 8) -> None: ...
+
+
+class Opener(Protocol):
+    async def request(
+        self, url: str, method: str, headers: list[tuple[str, str]], *, end_stream: bool = False
+    ) -> StreamLike: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What the attempt needs of a deployment."""
+
+    uri: str
+    request_response: bool
+    protocol_version: int
+    additional_headers: tuple[tuple[str, str], ...]
+
+
+class AttemptFailure(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def start_message(s: StartAttempt) -> bytes:
+    msg = pb.StartMessage(
+        id=s.invocation,
+        debug_id=s.invocation_id,
+        known_entries=len(s.journal),
+        state_map=[pb.StartMessage.StateEntry(key=k, value=v) for k, v in s.state],
+        partial_state=s.partial_state,
+        key=s.target.key or "",
+        retry_count_since_last_stored_entry=s.retry_count_since_last_stored_entry,
+        duration_since_last_stored_entry=s.duration_since_last_stored_entry_ms,
+        random_seed=s.random_seed,
+    )
+    out = [encode_frame(T.START, msg.SerializeToString())]
+    out.extend(encode_frame(e.type, e.body) for e in s.journal)
+    return b"".join(out)
+
+
+class Attempt:
+    """A live attempt. `deliver` forwards released notifications; `abort` kills it."""
+
+    def __init__(
+        self,
+        start: StartAttempt,
+        endpoint: Endpoint,
+        opener: Opener,
+        submit: Callable[[Command], None],
+        *,
+        message_size_max: int,
+    ) -> None:
+        self.start = start
+        self._endpoint = endpoint
+        self._opener = opener
+        self._submit = submit
+        self._stream: StreamLike | None = None
+        self._pending: list[bytes] = []
+        self._request_open = True
+        self._decoder = FrameDecoder(message_size_max)
+        self._progress = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def deliver(self, msg_type: int, body: bytes) -> None:
+        if not self._request_open:
+            return  # the service will suspend and resume with the journal
+        frame = encode_frame(msg_type, body)
+        if self._stream is None:
+            self._pending.append(frame)
+        else:
+            self._stream.send(frame)
+        self._progress.set()
+
+    def abort(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.reset(8)
+            except H2Error:
+                pass
+        if self.task is not None:
+            self.task.cancel()
+
+    async def run(self) -> None:
+        s = self.start
+        try:
+            await self._run()
+        except AttemptFailure as exc:
+            self._submit(AttemptFailed(s.invocation, s.attempt, exc.code, exc.message))
+        except ProtocolError as exc:
+            self._reset_quietly()
+            self._submit(AttemptFailed(s.invocation, s.attempt, exc.code, str(exc)))
+        except (H2Error, OSError) as exc:
+            self._submit(AttemptFailed(s.invocation, s.attempt, 503, f"{type(exc).__name__}: {exc}"))
+
+    def _reset_quietly(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.reset(8)
+            except H2Error:
+                pass
+
+    async def _run(self) -> None:
+        s, ep = self.start, self._endpoint
+        content_type = f"application/vnd.restate.invocation.v{ep.protocol_version}"
+        headers = [
+            ("content-type", content_type),
+            ("accept", content_type),
+            ("x-restate-invocation-id", s.invocation_id),
+        ]
+        if s.target.key is not None:
+            headers.append(("x-restate-service-key", s.target.key))
+        headers.extend(ep.additional_headers)
+        url = f"{ep.uri}invoke/{s.target.service}/{s.target.handler}"
+        stream = await self._opener.request(url, "POST", headers)
+        stream.send(start_message(s))
+        for frame in self._pending:
+            stream.send(frame)
+        self._pending.clear()
+        self._stream = stream
+        if ep.request_response:
+            self._request_open = False
+            stream.end()
+        status, rheaders = await stream.response()
+        server = _header(rheaders, "x-restate-server")
+        if not 200 <= status < 300:
+            raise AttemptFailure(status, _status_message(status))
+        ctype = _header(rheaders, "content-type")
+        if ctype is not None and ctype != content_type:
+            raise AttemptFailure(
+                571, f"unexpected content-type '{ctype}' in the response, expected '{content_type}'"
+            )
+        self._submit(AttemptOpened(s.invocation, s.attempt, server))
+        await self._pump(stream)
+
+    async def _pump(self, stream: StreamLike) -> None:
+        s = self.start
+        inactivity_s = self.start.inactivity_timeout_ms / 1000 if not self._endpoint.request_response else 0
+        abort_s = self.start.abort_timeout_ms / 1000
+        done = False
+        while True:
+            timeout = inactivity_s if self._request_open and inactivity_s > 0 else abort_s
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await stream.receive()
+            except TimeoutError:
+                if self._request_open:
+                    # No progress for the inactivity timeout: close our side so the
+                    # service suspends; it has the abort timeout to finish.
+                    self._request_open = False
+                    stream.end()
+                    continue
+                self._reset_quietly()
+                raise AttemptFailure(
+                    599, f"the service did not finish within the abort timeout of {abort_s:.0f}s"
+                ) from None
+            if not data:
+                break
+            for frame in self._decoder.feed(data):
+                if done:
+                    raise ProtocolError(f"message 0x{frame.type:04x} after the end of the invocation")
+                self._submit(SdkMessage(s.invocation, s.attempt, frame.type, frame.body))
+                if frame.type in TERMINAL:
+                    done = True
+                    if self._request_open:  # the server closes its side first
+                        self._request_open = False
+                        stream.end()
+        if self._request_open:
+            self._request_open = False
+            try:
+                stream.end()
+            except H2Error:
+                pass
+        if not done:
+            raise AttemptFailure(
+                503, "the service closed the stream without End, Suspension or Error"
+            )
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    for k, v in headers:
+        if k == name:
+            return v
+    return None
+
+
+def _status_message(status: int) -> str:
+    reasons = {
+        404: "the service endpoint answered 404: service or handler not found",
+        415: "bad negotiated protocol version: the service endpoint answered 415",
+        413: "content too large: the service endpoint answered 413",
+        429: "the service endpoint is rate limiting (429)",
+        502: "service unavailable (502)",
+        503: "service unavailable (503)",
+        504: "service unavailable (504)",
+    }
+    return reasons.get(status, f"the service endpoint answered HTTP {status}")

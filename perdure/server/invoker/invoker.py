@@ -1,0 +1,104 @@
+"""The invoker: runs attempts as tasks of its own task group, one per live
+invocation, and routes the processor's effects to them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from perdure.server.invoker.attempt import (
+    PROTOCOL_VERSION_MAX,
+    PROTOCOL_VERSION_MIN,
+    Attempt,
+    Endpoint,
+    Opener,
+)
+from perdure.server.processor.commands import AttemptFailed, Command
+from perdure.server.processor.effects import AbortAttempt, SendToAttempt, StartAttempt
+from perdure.server.registry import Registry
+
+log = logging.getLogger("perdure.invoker")
+
+
+class Invoker:
+    def __init__(
+        self,
+        registry: Registry,
+        opener: Opener,
+        submit: Callable[[Command], None],
+        *,
+        message_size_max: int,
+        concurrency_max: int = 10_000,
+    ) -> None:
+        self._registry = registry
+        self._opener = opener
+        self._submit = submit
+        self._message_size_max = message_size_max
+        self._attempts: dict[bytes, Attempt] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._slots = asyncio.Semaphore(concurrency_max)
+
+    def bind(self, tg: asyncio.TaskGroup) -> None:
+        """Attempts run as children of the server's task group."""
+        self._tg = tg
+
+    def start(self, eff: StartAttempt) -> None:
+        old = self._attempts.pop(eff.invocation, None)
+        if old is not None:
+            old.abort()
+        endpoint = self._endpoint(eff)
+        if endpoint is None:
+            self._submit(
+                AttemptFailed(
+                    eff.invocation, eff.attempt, 500, f"deployment {eff.deployment_id} is not registered"
+                )
+            )
+            return
+        attempt = Attempt(eff, endpoint, self._opener, self._submit, message_size_max=self._message_size_max)
+        self._attempts[eff.invocation] = attempt
+        assert self._tg is not None, "invoker not bound to a task group"
+        attempt.task = self._tg.create_task(self._run(attempt))
+
+    async def _run(self, attempt: Attempt) -> None:
+        try:
+            async with self._slots:
+                await attempt.run()
+        except Exception:
+            log.exception("attempt of %s crashed", attempt.start.invocation_id)
+            s = attempt.start
+            self._submit(AttemptFailed(s.invocation, s.attempt, 500, "internal error in the invoker"))
+        finally:
+            if self._attempts.get(attempt.start.invocation) is attempt:
+                del self._attempts[attempt.start.invocation]
+
+    def send(self, eff: SendToAttempt) -> None:
+        attempt = self._attempts.get(eff.invocation)
+        if attempt is not None and attempt.start.attempt == eff.attempt:
+            attempt.deliver(eff.type, eff.body)
+
+    def abort(self, eff: AbortAttempt) -> None:
+        attempt = self._attempts.get(eff.invocation)
+        if attempt is not None and attempt.start.attempt == eff.attempt:
+            del self._attempts[eff.invocation]
+            attempt.abort()
+
+    def abort_all(self) -> None:
+        for attempt in list(self._attempts.values()):
+            attempt.abort()
+        self._attempts.clear()
+
+    def _endpoint(self, eff: StartAttempt) -> Endpoint | None:
+        dep = self._registry.deployment(eff.deployment_id)
+        if dep is None:
+            return None
+        version = min(dep.max_protocol_version, PROTOCOL_VERSION_MAX)
+        if version < PROTOCOL_VERSION_MIN:
+            return None
+        uri = dep.uri if dep.uri.endswith("/") else dep.uri + "/"
+        return Endpoint(
+            uri=uri,
+            request_response=dep.protocol_mode == "REQUEST_RESPONSE",
+            protocol_version=version,
+            additional_headers=tuple(dep.additional_headers.items()),
+        )

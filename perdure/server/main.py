@@ -1,0 +1,110 @@
+"""Wires the server together and owns every long-lived task: the processor
+loop, the timer service, the invoker's attempts and the two HTTP servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterator
+
+import uvicorn
+
+from perdure.server.admin.app import create_admin_app
+from perdure.server.config import VERSION, Settings
+from perdure.server.ingress.app import Ingress
+from perdure.server.invoker.h2client import H2Client
+from perdure.server.invoker.invoker import Invoker
+from perdure.server.processor.processor import Processor
+from perdure.server.registry import Registry
+from perdure.server.runtime import Runtime
+from perdure.server.storage.sqlite import SqliteStorage
+
+log = logging.getLogger("perdure")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn server that leaves signal handling to us."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _http_server(app: object, host: str, port: int) -> _QuietServer:
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        http="httptools",
+        loop="none",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=75,
+    )
+    return _QuietServer(config)
+
+
+async def serve(settings: Settings) -> None:
+    t0 = time.monotonic()
+    storage = SqliteStorage(settings.data_dir)
+    await storage.open()
+    registry = await Registry.load(storage)
+    client = H2Client()
+    runtime_box: list[Runtime] = []
+    invoker = Invoker(
+        registry,
+        client,
+        lambda cmd: runtime_box[0].submit(cmd),
+        message_size_max=settings.message_size_max_bytes,
+        concurrency_max=settings.concurrent_invocations_max,
+    )
+    processor = Processor(storage, registry)
+    runtime = Runtime(storage, processor, invoker)
+    runtime_box.append(runtime)
+    ihost, iport = settings.ingress
+    ahost, aport = settings.admin
+    ingress = Ingress(registry, runtime, request_size_max=settings.request_size_max_bytes)
+    from perdure.server.admin.invocations import invocation_routes
+
+    admin = create_admin_app(
+        registry,
+        client,
+        version=VERSION,
+        ingress_endpoint=f"http://{ihost}:{iport}/",
+        extra_routes=invocation_routes(runtime),
+    )
+    ingress_server = _http_server(ingress, ihost, iport)
+    admin_server = _http_server(admin, ahost, aport)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            invoker.bind(tg)
+            await runtime.recover()
+            core = [tg.create_task(runtime.run()), tg.create_task(runtime.timers.run())]
+            servers = [tg.create_task(ingress_server.serve()), tg.create_task(admin_server.serve())]
+            while not (ingress_server.started and admin_server.started):
+                await asyncio.sleep(0.005)
+            log.info(
+                "perdure listening: ingress http://%s:%d, admin http://%s:%d, data %s (ready in %.0f ms)",
+                ihost, iport, ahost, aport, settings.data_dir, (time.monotonic() - t0) * 1000,
+            )
+            stop_wait = tg.create_task(stop.wait())
+            await asyncio.wait([stop_wait, *core], return_when=asyncio.FIRST_COMPLETED)
+            log.info("perdure stopping")
+            ingress_server.should_exit = True
+            admin_server.should_exit = True
+            await asyncio.wait(servers, timeout=5)
+            for t in (*core, *servers, stop_wait):
+                t.cancel()
+            invoker.abort_all()
+    finally:
+        await client.aclose()
+        await storage.close()
+        log.info("perdure stopped")

@@ -1,0 +1,127 @@
+"""Commands: every fact the processor learns. Plain frozen data, so a
+simulation can generate, log and replay them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perdure.protocol.ids import AwakeableRef
+from perdure.server.processor.model import Failure, Target
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeRequest:
+    target: Target
+    input: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    idempotency_key: str | None = None
+    execution_time_ms: int | None = None  # delayed send
+    idempotency_retention_ms: int = 86_400_000
+    workflow_retention_ms: int = 86_400_000
+    journal_retention_ms: int = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Invoke:
+    """From the ingress. `mode` "send" replies once the invocation is durable;
+    "call" replies with its outcome."""
+
+    request: InvokeRequest
+    token: int
+    mode: str  # "call" | "send"
+
+
+@dataclass(frozen=True, slots=True)
+class SdkMessage:
+    """One protocol message streamed by the service during attempt `attempt`."""
+
+    invocation: bytes  # raw id
+    attempt: int
+    type: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailed:
+    """The attempt ended without End/Suspension (transport error, non-2xx,
+    timeout, stream closed early), or the SDK sent an ErrorMessage (then the
+    fields come from it)."""
+
+    invocation: bytes
+    attempt: int
+    code: int
+    message: str
+    stacktrace: str = ""
+    related_command_index: int | None = None
+    related_command_name: str | None = None
+    related_command_type: int | None = None
+    next_retry_delay_ms: int | None = None
+    server: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOpened:
+    """The service answered the attempt's request (its identification header)."""
+
+    invocation: bytes
+    attempt: int
+    server: str | None
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Timer:
+    wake_at_ms: int
+    invocation: bytes
+    kind: int  # TIMER_* below
+    arg: int = 0
+
+
+TIMER_SLEEP = 1  # arg: completion id
+TIMER_RETRY = 2  # arg: unused
+TIMER_DELAYED_INVOKE = 3
+TIMER_CLEANUP = 4  # completion retention ran out: purge
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    timer: Timer
+
+
+@dataclass(frozen=True, slots=True)
+class LookupTarget:
+    """How attach/output name an invocation: by id, idempotency key or workflow key."""
+
+    invocation_id: str | None = None
+    service: str | None = None
+    key: str | None = None
+    handler: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    raw_id: bytes
+    token: int
+    wait: bool  # attach waits for completion; output answers at once
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteAwakeable:
+    awakeable: AwakeableRef
+    value: bytes | None
+    failure: Failure | None
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class Terminate:
+    """Admin: cancel (graceful, compensation runs), kill (immediate), purge."""
+
+    raw_id: bytes
+    mode: str  # "cancel" | "kill" | "purge"
+    token: int
+
+
+Command = (
+    Invoke | SdkMessage | AttemptFailed | AttemptOpened | TimerFired | Attach | CompleteAwakeable | Terminate
+)

@@ -1,0 +1,65 @@
+"""Effects: what the processor asks the world to do, released only after the
+batch that produced them is durable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perdure.server.processor.commands import Timer
+from perdure.server.processor.model import Entry, Outcome, Target
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer to an ingress/admin request token."""
+
+    token: int
+    kind: str  # "outcome" | "accepted" | "error" | "ok"
+    invocation_id: str | None = None
+    outcome: Outcome | None = None
+    status: str | None = None  # "Accepted" | "PreviouslyAccepted"
+    execution_time_ms: int | None = None
+    expires_at_ms: int | None = None  # idempotency-expires
+    code: int = 200
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StartAttempt:
+    invocation: bytes
+    invocation_id: str
+    attempt: int
+    target: Target
+    deployment_id: str
+    journal: tuple[Entry, ...]
+    state: tuple[tuple[bytes, bytes], ...]
+    partial_state: bool
+    retry_count_since_last_stored_entry: int
+    duration_since_last_stored_entry_ms: int
+    random_seed: int
+    inactivity_timeout_ms: int
+    abort_timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendToAttempt:
+    invocation: bytes
+    attempt: int
+    type: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AbortAttempt:
+    """Stop the attempt's stream (kill: RST_STREAM CANCEL)."""
+
+    invocation: bytes
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ArmTimer:
+    timer: Timer
+
+
+Effect = Reply | StartAttempt | SendToAttempt | AbortAttempt | ArmTimer

@@ -1,0 +1,133 @@
+"""The processor loop: drain the command queue, apply every command, commit the
+batch (group commit: one transaction, one fsync), then release the effects.
+
+Nothing leaves the server before the batch that caused it is durable: replies
+to callers, notifications to services, new attempts, armed timers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from perdure.server.invoker.invoker import Invoker
+from perdure.server.processor.commands import Command
+from perdure.server.processor.effects import (
+    AbortAttempt,
+    ArmTimer,
+    Effect,
+    Reply,
+    SendToAttempt,
+    StartAttempt,
+)
+from perdure.server.processor.processor import Processor
+from perdure.server.storage.interface import Storage, StorageError
+from perdure.server.timers import TimerService
+
+log = logging.getLogger("perdure.runtime")
+
+BATCH_COMMANDS_MAX = 4096
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Runtime:
+    def __init__(
+        self,
+        storage: Storage,
+        processor: Processor,
+        invoker: Invoker,
+        *,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self._storage = storage
+        self._processor = processor
+        self._invoker = invoker
+        self._clock_ms = clock_ms
+        self._queue: deque[Command] = deque()
+        self._wakeup = asyncio.Event()
+        self._tokens = itertools.count(1)
+        self._replies: dict[int, asyncio.Future[Reply]] = {}
+        self.timers = TimerService(self.submit, clock_ms)
+        self.healthy = True
+        self.batches = 0
+        self.commands = 0
+
+    def submit(self, cmd: Command) -> None:
+        self._queue.append(cmd)
+        self._wakeup.set()
+
+    def request(self) -> tuple[int, asyncio.Future[Reply]]:
+        """A reply token and the future its Reply resolves."""
+        token = next(self._tokens)
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._replies[token] = fut
+        return token, fut
+
+    def forget(self, token: int) -> None:
+        """The requester went away (client disconnected)."""
+        self._replies.pop(token, None)
+
+    async def call(self, make: Callable[[int], Command]) -> Reply:
+        token, fut = self.request()
+        self.submit(make(token))
+        try:
+            return await fut
+        finally:
+            self._replies.pop(token, None)
+
+    async def recover(self) -> None:
+        self._processor.recover(self._storage, self._clock_ms())
+        await self._flush()
+
+    async def run(self) -> None:
+        """The loop; returns only when cancelled or when the store fails."""
+        queue = self._queue
+        while True:
+            if not queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            now = self._clock_ms()
+            n = 0
+            apply = self._processor.apply
+            while queue and n < BATCH_COMMANDS_MAX:
+                apply(queue.popleft(), now)
+                n += 1
+            self.commands += n
+            await self._flush()
+
+    async def _flush(self) -> None:
+        batch, effects = self._processor.take()
+        if batch:
+            try:
+                await self._storage.commit_batch(batch)
+            except StorageError:
+                # Memory is now ahead of the store: stop, so a restart reloads
+                # the truth. Nothing of this batch was acknowledged.
+                self.healthy = False
+                log.exception("commit failed; stopping the processor")
+                raise
+            self.batches += 1
+        self._processor.committed()
+        self._release(effects)
+
+    def _release(self, effects: list[Effect]) -> None:
+        inv = self._invoker
+        for e in effects:
+            if isinstance(e, SendToAttempt):
+                inv.send(e)
+            elif isinstance(e, Reply):
+                fut = self._replies.pop(e.token, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(e)
+            elif isinstance(e, StartAttempt):
+                inv.start(e)
+            elif isinstance(e, ArmTimer):
+                self.timers.arm(e.timer)
+            elif isinstance(e, AbortAttempt):
+                inv.abort(e)

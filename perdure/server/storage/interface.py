@@ -1,0 +1,44 @@
+"""The storage interface: the only door to the database.
+
+Writes go through `commit_batch` (one transaction, one fsync). Reads the
+processor needs while applying commands are synchronous and come from
+committed data; the processor keeps everything it wrote but has not yet seen
+committed in memory, so the reads never miss a write."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from perdure.server.processor.batch import WriteBatch
+from perdure.server.processor.commands import Timer
+from perdure.server.processor.model import Entry, Invocation
+
+
+class StorageError(Exception):
+    """The store failed (disk full, I/O error, corruption)."""
+
+
+class Reader(Protocol):
+    """Synchronous reads of committed data, used by the processor."""
+
+    def get_invocation(self, raw_id: bytes) -> Invocation | None: ...
+    def get_journal(self, raw_id: bytes) -> list[Entry]: ...
+    def get_state(self, service: str, key: str) -> dict[bytes, bytes]: ...
+    def get_promise(self, service: str, key: str, name: str) -> bytes | None: ...
+
+
+class Recovery(Protocol):
+    """What a processor loads when it (re)starts."""
+
+    def load_running(self) -> list[Invocation]: ...  # status invoked/paused, journals included
+    def load_locks(self) -> dict[tuple[str, str], bytes]: ...
+    def load_inbox(self) -> dict[tuple[str, str], list[tuple[int, bytes]]]: ...  # key -> [(seq, id)]
+    def load_timers(self, limit: int) -> list[Timer]: ...
+
+
+class Storage(Reader, Recovery, Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def commit_batch(self, batch: WriteBatch) -> None: ...
+    async def get_meta(self, key: str) -> bytes | None: ...
+    async def put_meta(self, key: str, value: bytes) -> None: ...

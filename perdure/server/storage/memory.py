@@ -1,0 +1,117 @@
+"""In-memory backend with the same interface as SQLite: used by the seeded
+simulation, where a crash drops the processor and keeps only what this store
+committed. `fail_next_commit` injects storage faults."""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+
+from perdure.server.processor.batch import WriteBatch
+from perdure.server.processor.commands import Timer
+from perdure.server.processor.model import INVOKED, PAUSED, Entry, Invocation, decode_record
+from perdure.server.storage.interface import StorageError
+
+
+class MemoryStorage:
+    def __init__(self) -> None:
+        self.invocations: dict[bytes, bytes] = {}
+        self.journal: dict[bytes, dict[int, tuple[int, bytes, int]]] = defaultdict(dict)
+        self.state: dict[tuple[str, str], dict[bytes, bytes]] = defaultdict(dict)
+        self.timers: set[Timer] = set()
+        self.locks: dict[tuple[str, str], bytes] = {}
+        self.inbox: dict[tuple[str, str], dict[int, bytes]] = defaultdict(dict)
+        self.promises: dict[tuple[str, str, str], bytes] = {}
+        self.meta: dict[str, bytes] = {}
+        self.fail_next_commit = False
+        self.commits = 0
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def commit_batch(self, batch: WriteBatch) -> None:
+        self.commit_sync(batch)
+
+    def commit_sync(self, b: WriteBatch) -> None:
+        """Apply all of the batch or nothing (a failed commit changes nothing)."""
+        if self.fail_next_commit:
+            self.fail_next_commit = False
+            raise StorageError("injected commit failure")
+        for raw, rec in b.invocations.items():
+            if rec is None:
+                self.invocations.pop(raw, None)
+            else:
+                self.invocations[raw] = rec
+        for raw in b.journal_delete:
+            self.journal.pop(raw, None)
+        for raw, idx, ty, body, ts in b.journal:
+            j = self.journal[raw]
+            if idx in j:
+                raise StorageError(f"journal index {idx} of {raw.hex()} written twice")
+            j[idx] = (ty, body, ts)
+        for svc, key in b.state_clear:
+            self.state.pop((svc, key), None)
+        for svc, key, skey in b.state_delete:
+            self.state[(svc, key)].pop(skey, None)
+        for svc, key, skey, value in b.state_set:
+            self.state[(svc, key)][skey] = value
+        self.timers.difference_update(b.timers_delete)
+        self.timers.update(b.timers_add)
+        for svc, key in b.locks_delete:
+            self.locks.pop((svc, key), None)
+        for svc, key, raw in b.locks_set:
+            self.locks[(svc, key)] = raw
+        for svc, key, seq in b.inbox_delete:
+            self.inbox[(svc, key)].pop(seq, None)
+        for svc, key, seq, raw in b.inbox_add:
+            self.inbox[(svc, key)][seq] = raw
+        for svc, key, name, rec in b.promises:
+            if rec is None:
+                self.promises.pop((svc, key, name), None)
+            else:
+                self.promises[(svc, key, name)] = rec
+        self.commits += 1
+
+    async def get_meta(self, key: str) -> bytes | None:
+        return self.meta.get(key)
+
+    async def put_meta(self, key: str, value: bytes) -> None:
+        self.meta[key] = value
+
+    def get_invocation(self, raw_id: bytes) -> Invocation | None:
+        rec = self.invocations.get(raw_id)
+        return None if rec is None else decode_record(raw_id, rec)
+
+    def get_journal(self, raw_id: bytes) -> list[Entry]:
+        j = self.journal.get(raw_id, {})
+        return [Entry(*j[i]) for i in sorted(j)]
+
+    def get_state(self, service: str, key: str) -> dict[bytes, bytes]:
+        return dict(self.state.get((service, key), {}))
+
+    def get_promise(self, service: str, key: str, name: str) -> bytes | None:
+        return self.promises.get((service, key, name))
+
+    def load_running(self) -> list[Invocation]:
+        out = []
+        for raw, rec in self.invocations.items():
+            inv = decode_record(raw, rec)
+            if inv.status in (INVOKED, PAUSED):
+                inv.journal = self.get_journal(raw)
+                out.append(inv)
+        return out
+
+    def load_locks(self) -> dict[tuple[str, str], bytes]:
+        return dict(self.locks)
+
+    def load_inbox(self) -> dict[tuple[str, str], list[tuple[int, bytes]]]:
+        return {k: sorted(v.items()) for k, v in self.inbox.items() if v}
+
+    def load_timers(self, limit: int) -> list[Timer]:
+        return sorted(self.timers)[:limit]
+
+    def snapshot(self) -> MemoryStorage:
+        return copy.deepcopy(self)

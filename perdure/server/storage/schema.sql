@@ -1,0 +1,55 @@
+-- Perdure SQLite schema, version 1. Invocation ids are 24-byte blobs whose
+-- first 8 bytes are the partition key (big-endian), so every id-keyed table is
+-- ordered by partition first.
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS invocation (
+  id BLOB PRIMARY KEY,
+  status TEXT NOT NULL,
+  service TEXT NOT NULL,
+  key TEXT,
+  created_at INTEGER NOT NULL,
+  record BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS invocation_status ON invocation (status);
+CREATE TABLE IF NOT EXISTS journal (
+  id BLOB NOT NULL,
+  idx INTEGER NOT NULL,
+  type INTEGER NOT NULL,
+  body BLOB NOT NULL,
+  appended_at INTEGER NOT NULL,
+  PRIMARY KEY (id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+  service TEXT NOT NULL,
+  key TEXT NOT NULL,
+  skey BLOB NOT NULL,
+  value BLOB NOT NULL,
+  PRIMARY KEY (service, key, skey)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS timer (
+  wake_at INTEGER NOT NULL,
+  id BLOB NOT NULL,
+  kind INTEGER NOT NULL,
+  arg INTEGER NOT NULL,
+  PRIMARY KEY (wake_at, id, kind, arg)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lock (
+  service TEXT NOT NULL,
+  key TEXT NOT NULL,
+  id BLOB NOT NULL,
+  PRIMARY KEY (service, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbox (
+  service TEXT NOT NULL,
+  key TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  id BLOB NOT NULL,
+  PRIMARY KEY (service, key, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS promise (
+  service TEXT NOT NULL,
+  key TEXT NOT NULL,
+  name TEXT NOT NULL,
+  record BLOB NOT NULL,
+  PRIMARY KEY (service, key, name)
+) WITHOUT ROWID;

@@ -1,0 +1,235 @@
+"""SQLite backend: WAL, synchronous=FULL, one writer connection on a dedicated
+thread (commits off the event loop), a reader connection for the processor.
+
+Every `commit_batch` is one transaction; with synchronous=FULL the WAL is
+fsync'd at COMMIT, so the batch is durable when the call returns."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+
+from perdure.server.processor.batch import WriteBatch
+from perdure.server.processor.commands import Timer
+from perdure.server.processor.model import (
+    INVOKED,
+    PAUSED,
+    Entry,
+    Invocation,
+    decode_record,
+)
+from perdure.server.storage.interface import StorageError
+
+SCHEMA_VERSION = 1
+DB_FILE = "perdure.sqlite3"
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+class SqliteStorage:
+    """The embedded default store."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._dir = data_dir
+        self._path = data_dir / DB_FILE
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perdure-sqlite-writer")
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    async def open(self) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        await self._run(self._open_writer)
+        self._reader = _connect(self._path)
+        self._reader.execute("PRAGMA query_only=1")
+
+    def _open_writer(self) -> None:
+        conn = _connect(self._path)
+        schema = resources.files("perdure.server.storage").joinpath("schema.sql").read_text()
+        conn.executescript(schema)
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (b"1",))
+        self._writer = conn
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._run(self._writer.close)
+            self._writer = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite: {exc}") from exc
+
+    # ------------------------------------------------------------------ writes
+
+    async def commit_batch(self, batch: WriteBatch) -> None:
+        await self._run(self._commit, batch)
+
+    def _commit(self, b: WriteBatch) -> None:
+        conn = self._writer
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ex = conn.executemany
+            if b.invocations:
+                upserts = [(k, v) for k, v in b.invocations.items() if v is not None]
+                deletes = [(k,) for k, v in b.invocations.items() if v is None]
+                if upserts:
+                    ex(
+                        "INSERT INTO invocation (id, status, service, key, created_at, record) "
+                        "VALUES (?, json_extract(?2, '$.status'), json_extract(?2, '$.s'), "
+                        "json_extract(?2, '$.k'), json_extract(?2, '$.c'), ?2) "
+                        "ON CONFLICT (id) DO UPDATE SET status = excluded.status, record = excluded.record",
+                        upserts,
+                    )
+                if deletes:
+                    ex("DELETE FROM invocation WHERE id = ?", deletes)
+            if b.journal_delete:
+                ex("DELETE FROM journal WHERE id = ?", [(i,) for i in b.journal_delete])
+            if b.journal:
+                ex("INSERT INTO journal (id, idx, type, body, appended_at) VALUES (?, ?, ?, ?, ?)", b.journal)
+            if b.state_clear:
+                ex("DELETE FROM state WHERE service = ? AND key = ?", b.state_clear)
+            if b.state_delete:
+                ex("DELETE FROM state WHERE service = ? AND key = ? AND skey = ?", b.state_delete)
+            if b.state_set:
+                ex(
+                    "INSERT OR REPLACE INTO state (service, key, skey, value) VALUES (?, ?, ?, ?)",
+                    b.state_set,
+                )
+            if b.timers_delete:
+                ex(
+                    "DELETE FROM timer WHERE wake_at = ? AND id = ? AND kind = ? AND arg = ?",
+                    [(t.wake_at_ms, t.invocation, t.kind, t.arg) for t in b.timers_delete],
+                )
+            if b.timers_add:
+                ex(
+                    "INSERT OR IGNORE INTO timer (wake_at, id, kind, arg) VALUES (?, ?, ?, ?)",
+                    [(t.wake_at_ms, t.invocation, t.kind, t.arg) for t in b.timers_add],
+                )
+            if b.locks_delete:
+                ex("DELETE FROM lock WHERE service = ? AND key = ?", b.locks_delete)
+            if b.locks_set:
+                ex("INSERT OR REPLACE INTO lock (service, key, id) VALUES (?, ?, ?)", b.locks_set)
+            if b.inbox_delete:
+                ex("DELETE FROM inbox WHERE service = ? AND key = ? AND seq = ?", b.inbox_delete)
+            if b.inbox_add:
+                ex("INSERT INTO inbox (service, key, seq, id) VALUES (?, ?, ?, ?)", b.inbox_add)
+            for svc, key, name, rec in b.promises:
+                if rec is None:
+                    conn.execute(
+                        "DELETE FROM promise WHERE service = ? AND key = ? AND name = ?", (svc, key, name)
+                    )
+                else:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO promise (service, key, name, record) VALUES (?, ?, ?, ?)",
+                        (svc, key, name, rec),
+                    )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async def get_meta(self, key: str) -> bytes | None:
+        return await self._run(self._get_meta, key)  # type: ignore[no-any-return]
+
+    def _get_meta(self, key: str) -> bytes | None:
+        assert self._writer is not None
+        row = self._writer.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    async def put_meta(self, key: str, value: bytes) -> None:
+        await self._run(self._put_meta, key, value)
+
+    def _put_meta(self, key: str, value: bytes) -> None:
+        assert self._writer is not None
+        self._writer.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # ------------------------------------------------------------------ reads
+
+    def _r(self) -> sqlite3.Connection:
+        assert self._reader is not None
+        return self._reader
+
+    def get_invocation(self, raw_id: bytes) -> Invocation | None:
+        row = self._r().execute("SELECT record FROM invocation WHERE id = ?", (raw_id,)).fetchone()
+        return None if row is None else decode_record(raw_id, row[0])
+
+    def get_journal(self, raw_id: bytes) -> list[Entry]:
+        rows = (
+            self._r()
+            .execute("SELECT type, body, appended_at FROM journal WHERE id = ? ORDER BY idx", (raw_id,))
+            .fetchall()
+        )
+        return [Entry(t, bytes(b), a) for t, b, a in rows]
+
+    def get_state(self, service: str, key: str) -> dict[bytes, bytes]:
+        rows = (
+            self._r()
+            .execute("SELECT skey, value FROM state WHERE service = ? AND key = ?", (service, key))
+            .fetchall()
+        )
+        return {bytes(k): bytes(v) for k, v in rows}
+
+    def get_promise(self, service: str, key: str, name: str) -> bytes | None:
+        row = (
+            self._r()
+            .execute(
+                "SELECT record FROM promise WHERE service = ? AND key = ? AND name = ?", (service, key, name)
+            )
+            .fetchone()
+        )
+        return None if row is None else bytes(row[0])
+
+    def load_running(self) -> list[Invocation]:
+        rows = (
+            self._r()
+            .execute("SELECT id, record FROM invocation WHERE status IN (?, ?)", (INVOKED, PAUSED))
+            .fetchall()
+        )
+        out = []
+        for raw_id, rec in rows:
+            inv = decode_record(bytes(raw_id), rec)
+            inv.journal = self.get_journal(bytes(raw_id))
+            out.append(inv)
+        return out
+
+    def load_locks(self) -> dict[tuple[str, str], bytes]:
+        rows = self._r().execute("SELECT service, key, id FROM lock").fetchall()
+        return {(s, k): bytes(i) for s, k, i in rows}
+
+    def load_inbox(self) -> dict[tuple[str, str], list[tuple[int, bytes]]]:
+        out: dict[tuple[str, str], list[tuple[int, bytes]]] = defaultdict(list)
+        for s, k, seq, i in self._r().execute(
+            "SELECT service, key, seq, id FROM inbox ORDER BY service, key, seq"
+        ):
+            out[(s, k)].append((seq, bytes(i)))
+        return dict(out)
+
+    def load_timers(self, limit: int) -> list[Timer]:
+        rows = (
+            self._r()
+            .execute("SELECT wake_at, id, kind, arg FROM timer ORDER BY wake_at LIMIT ?", (limit,))
+            .fetchall()
+        )
+        return [Timer(w, bytes(i), k, a) for w, i, k, a in rows]

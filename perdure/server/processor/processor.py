@@ -9,6 +9,7 @@ simulation drive it and crash it anywhere."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -944,7 +945,7 @@ def _target_of_lookup(msg: Any) -> bytes | None:
     return None
 
 
-_COMMAND_HANDLERS = {
+_COMMAND_HANDLERS: dict[int, Callable[[Processor, Invocation, Any], None]] = {
     T.GET_LAZY_STATE: Processor._cmd_get_lazy_state,
     T.GET_LAZY_STATE_KEYS: Processor._cmd_get_lazy_state_keys,
     T.SET_STATE: Processor._cmd_set_state,

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 from perdure.server.processor.batch import WriteBatch
 from perdure.server.processor.commands import Timer
@@ -23,6 +25,8 @@ from perdure.server.processor.model import (
     decode_record,
 )
 from perdure.server.storage.interface import StorageError
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 DB_FILE = "perdure.sqlite3"
@@ -72,7 +76,7 @@ class SqliteStorage:
             self._reader = None
         self._executor.shutdown(wait=True)
 
-    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
@@ -151,7 +155,7 @@ class SqliteStorage:
             raise
 
     async def get_meta(self, key: str) -> bytes | None:
-        return await self._run(self._get_meta, key)  # type: ignore[no-any-return]
+        return await self._run(self._get_meta, key)
 
     def _get_meta(self, key: str) -> bytes | None:
         assert self._writer is not None

@@ -10,7 +10,9 @@ import typer
 
 from perdure.server.config import Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Perdure: durable execution, Restate-compatible.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Perdure: durable execution, Restate-compatible."
+)
 
 
 @app.callback()
@@ -20,7 +22,9 @@ def _root() -> None:
 
 @app.command()
 def server(
-    data_dir: Path = typer.Option(Path("perdure-data"), envvar="PERDURE_DATA_DIR", help="Where the durable state lives."),
+    data_dir: Path = typer.Option(
+        Path("perdure-data"), envvar="PERDURE_DATA_DIR", help="Where the durable state lives."
+    ),
     ingress_address: str = typer.Option(
         "127.0.0.1:8080", envvar="PERDURE_INGRESS_ADDRESS", help="HOST:PORT of the ingress (invocations)."
     ),
@@ -28,7 +32,9 @@ def server(
         "127.0.0.1:9070", envvar="PERDURE_ADMIN_ADDRESS", help="HOST:PORT of the admin API."
     ),
     request_size_max_bytes: int = typer.Option(
-        32 * 1024 * 1024, envvar="PERDURE_REQUEST_SIZE_MAX_BYTES", help="Largest ingress request body (413 above)."
+        32 * 1024 * 1024,
+        envvar="PERDURE_REQUEST_SIZE_MAX_BYTES",
+        help="Largest ingress request body (413 above).",
     ),
     log_level: str = typer.Option("info", envvar="PERDURE_LOG_LEVEL", help="debug, info, warning or error."),
 ) -> None:

@@ -93,7 +93,12 @@ async def serve(settings: Settings) -> None:
                 await asyncio.sleep(0.005)
             log.info(
                 "perdure listening: ingress http://%s:%d, admin http://%s:%d, data %s (ready in %.0f ms)",
-                ihost, iport, ahost, aport, settings.data_dir, (time.monotonic() - t0) * 1000,
+                ihost,
+                iport,
+                ahost,
+                aport,
+                settings.data_dir,
+                (time.monotonic() - t0) * 1000,
             )
             stop_wait = tg.create_task(stop.wait())
             await asyncio.wait([stop_wait, *core], return_when=asyncio.FIRST_COMPLETED)

@@ -122,7 +122,9 @@ class Ingress:
         target = Target(svc.name, handler_name, key, SERVICE_TY[svc.ty], handler_kind(svc, handler))
         return target, svc, handler, is_send
 
-    async def _invoke(self, parts: list[str], scope: Scope, receive: Receive, send: Send, origin: bytes | None) -> None:
+    async def _invoke(
+        self, parts: list[str], scope: Scope, receive: Receive, send: Send, origin: bytes | None
+    ) -> None:
         if parts[0] == "restate":
             parts = parts[1:]
         target, svc, handler, is_send = self._target(parts)
@@ -146,7 +148,11 @@ class Ingress:
                 ) from None
             execution_time_ms = int(time.time() * 1000) + delay
         ikey = _header(scope, b"idempotency-key")
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in SKIPPED_HEADERS]
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k not in SKIPPED_HEADERS
+        ]
         headers.append(("x-restate-ingress-path", scope["path"]))
         wf_retention = getattr(svc, "workflow_completion_retention_ms", None) or svc.idempotency_retention_ms
         req = InvokeRequest(
@@ -192,7 +198,14 @@ class Ingress:
             await _send(send, 202, hdrs, orjson.dumps(payload), origin)
             return
         if reply.kind == "error":
-            await _send_error(send, reply.code, reply.message, "invocation" if reply.code != 470 and reply.code != 404 else "ingress", reply.invocation_id, origin)
+            await _send_error(
+                send,
+                reply.code,
+                reply.message,
+                "invocation" if reply.code != 470 and reply.code != 404 else "ingress",
+                reply.invocation_id,
+                origin,
+            )
             return
         await self._send_outcome(send, reply, handler, origin)
 
@@ -205,7 +218,9 @@ class Ingress:
         if reply.expires_at_ms is not None:
             extra.append((b"idempotency-expires", format_expires(reply.expires_at_ms).encode()))
         if outcome.failure is not None:
-            await _send_error(send, outcome.failure.code, outcome.failure.message, "invocation", None, origin, extra)
+            await _send_error(
+                send, outcome.failure.code, outcome.failure.message, "invocation", None, origin, extra
+            )
             return
         value = outcome.value or b""
         ctype = getattr(handler, "output_content_type", None) if handler is not None else "application/json"
@@ -215,7 +230,9 @@ class Ingress:
 
     # ------------------------------------------------------------------ /restate/...
 
-    async def _builtin(self, parts: list[str], scope: Scope, receive: Receive, send: Send, origin: bytes | None) -> None:
+    async def _builtin(
+        self, parts: list[str], scope: Scope, receive: Receive, send: Send, origin: bytes | None
+    ) -> None:
         method = scope["method"]
         head = parts[0] if parts else ""
         if head in ("call", "send") and len(parts) >= 3:
@@ -225,7 +242,9 @@ class Ingress:
             return
         if head == "health" and len(parts) == 1:
             names = sorted(s.name for s in self._registry.services())
-            await _send(send, 200, [(b"content-type", b"application/json")], orjson.dumps({"services": names}), origin)
+            await _send(
+                send, 200, [(b"content-type", b"application/json")], orjson.dumps({"services": names}), origin
+            )
             return
         if head in ("awakeables", "a") and len(parts) == 3 and parts[2] in ("resolve", "reject"):
             if method != "POST":
@@ -308,7 +327,12 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 async def _send(
     send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, origin: bytes | None
 ) -> None:
-    headers = [*headers, VARY, (b"access-control-allow-credentials", b"true"), (b"content-length", str(len(body)).encode())]
+    headers = [
+        *headers,
+        VARY,
+        (b"access-control-allow-credentials", b"true"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     if origin is not None:
         headers.append((b"access-control-allow-origin", origin))
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -208,9 +208,7 @@ class Attempt:
             except H2Error:
                 pass
         if not done:
-            raise AttemptFailure(
-                503, "the service closed the stream without End, Suspension or Error"
-            )
+            raise AttemptFailure(503, "the service closed the stream without End, Suspension or Error")
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str | None:

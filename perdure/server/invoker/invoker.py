@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from perdure.server.invoker.attempt import (
     PROTOCOL_VERSION_MAX,
@@ -16,15 +17,31 @@ from perdure.server.invoker.attempt import (
 )
 from perdure.server.processor.commands import AttemptFailed, Command
 from perdure.server.processor.effects import AbortAttempt, SendToAttempt, StartAttempt
-from perdure.server.registry import Registry
 
 log = logging.getLogger("perdure.invoker")
+
+
+class DeploymentView(Protocol):
+    @property
+    def uri(self) -> str: ...
+    @property
+    def protocol_mode(self) -> str: ...
+    @property
+    def max_protocol_version(self) -> int: ...
+    @property
+    def additional_headers(self) -> Mapping[str, str]: ...
+
+
+class Deployments(Protocol):
+    """What the invoker needs of the registry."""
+
+    def deployment(self, deployment_id: str) -> DeploymentView | None: ...
 
 
 class Invoker:
     def __init__(
         self,
-        registry: Registry,
+        registry: Deployments,
         opener: Opener,
         submit: Callable[[Command], None],
         *,

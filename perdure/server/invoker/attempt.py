@@ -7,6 +7,7 @@ notifications the processor releases (after they are durable)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,10 +111,8 @@ class Attempt:
 
     def abort(self) -> None:
         if self._stream is not None:
-            try:
+            with contextlib.suppress(H2Error):
                 self._stream.reset(8)
-            except H2Error:
-                pass
         if self.task is not None:
             self.task.cancel()
 
@@ -131,10 +130,8 @@ class Attempt:
 
     def _reset_quietly(self) -> None:
         if self._stream is not None:
-            try:
+            with contextlib.suppress(H2Error):
                 self._stream.reset(8)
-            except H2Error:
-                pass
 
     async def _run(self) -> None:
         s, ep = self.start, self._endpoint
@@ -203,10 +200,8 @@ class Attempt:
                         stream.end()
         if self._request_open:
             self._request_open = False
-            try:
+            with contextlib.suppress(H2Error):
                 stream.end()
-            except H2Error:
-                pass
         if not done:
             raise AttemptFailure(503, "the service closed the stream without End, Suspension or Error")
 

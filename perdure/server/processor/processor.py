@@ -446,9 +446,8 @@ class Processor:
         elif timer.kind == TIMER_RETRY:
             if inv.status == INVOKED and not inv.attempt_live and inv.retry_count == timer.arg:
                 self._start_attempt(inv)
-        elif timer.kind == TIMER_DELAYED_INVOKE:
-            if inv.status == SCHEDULED:
-                self._admit(inv)
+        elif timer.kind == TIMER_DELAYED_INVOKE and inv.status == SCHEDULED:
+            self._admit(inv)
 
     # ------------------------------------------------------------------ notifications
 
@@ -699,10 +698,7 @@ class Processor:
         except (IdError, ProtocolError):
             return
         result: dict[str, Any]
-        if msg.WhichOneof("result") == "failure":
-            result = {"failure": msg.failure}
-        else:
-            result = {"value": msg.value}
+        result = {"failure": msg.failure} if msg.WhichOneof("result") == "failure" else {"value": msg.value}
         self._signal(ref.invocation.raw, ref.index, result)
 
     def _cmd_attach(self, inv: Invocation, msg: Any, wait: bool = True) -> None:

@@ -12,9 +12,9 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from tests.support.fixtures import attach_log_tails, server  # noqa: E402
+from tests.support.fixtures import attach_log_tails, restate_server, server  # noqa: E402
 
-__all__ = ["server"]
+__all__ = ["restate_server", "server"]
 
 
 @pytest.hookimpl(wrapper=True)

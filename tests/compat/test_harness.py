@@ -8,7 +8,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.support import ManagedProcess, PythonService, Server, register
+from tests.support import ManagedProcess, PythonService, Server, query, register
 from tests.support.process import ProcessFailedToStart
 
 
@@ -52,3 +52,10 @@ def test_server_restart_keeps_registered_deployments(server: Server, tmp_path: P
         listed = httpx.get(f"{server.admin_url}/deployments", timeout=10).json()["deployments"]
         assert deployment_id in [d["id"] for d in listed]
         assert httpx.post(f"{server.ingress_url}/Versioned/which", timeout=30).json() == "unlabelled"
+
+
+def test_query_lists_registered_services(restate_server: Server, tmp_path: Path) -> None:
+    with PythonService("tests.compat.services.versioned", "app", log_dir=tmp_path) as svc:
+        register(restate_server.admin_url, svc.url)
+        rows = query(restate_server.admin_url, "SELECT name, ty FROM sys_service")
+    assert {"name": "Versioned", "ty": "service"} in rows

@@ -27,6 +27,17 @@ def register(admin_url: str, service_url: str, **opts: Any) -> str:
     return deployment_id
 
 
+def query(admin_url: str, sql: str) -> list[dict[str, Any]]:
+    """Run SQL on the admin API (`POST /query`, JSON rows; NULL columns are absent from a row)."""
+    resp = httpx.post(
+        f"{admin_url}/query", json={"query": sql}, headers={"accept": "application/json"}, timeout=30.0
+    )
+    resp.raise_for_status()
+    rows = resp.json()["rows"]
+    assert isinstance(rows, list)
+    return rows
+
+
 @dataclass(frozen=True, slots=True)
 class SendResult:
     """The 202 answer of a `/send`: status code, parsed JSON body and the `x-restate-id` header."""

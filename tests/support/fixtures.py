@@ -32,3 +32,14 @@ def attach_log_tails(item: pytest.Item, report: pytest.TestReport) -> None:
         return
     for proc in live_processes():
         report.sections.append((f"log tail: {proc.name} ({proc.log_path})", proc.log_tail()))
+
+
+@pytest.fixture(scope="module")
+def restate_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The real Restate server only (for tests of Perdure's SDK against the reference server)."""
+    srv = make_server("restate", tmp_path_factory.mktemp("restate-only") / "data")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.kill()

@@ -90,6 +90,7 @@ class Processor:
         self._batch = WriteBatch()
         self._effects: list[Effect] = []
         self._dirty: dict[bytes, Invocation] = {}
+        self._evict: set[bytes] = set()  # resident records that may leave memory after the commit
         self._now = 0
 
     # ------------------------------------------------------------------ runtime interface
@@ -143,10 +144,12 @@ class Processor:
 
     def committed(self) -> None:
         """The last taken batch is durable: drop records that need not stay in memory."""
-        for raw in [
-            r for r, inv in self._resident.items() if inv.status in EVICTABLE and not inv.attempt_live
-        ]:
-            del self._resident[raw]
+        resident = self._resident
+        for raw in self._evict:
+            inv = resident.get(raw)
+            if inv is not None and inv.status in EVICTABLE and not inv.attempt_live:
+                del resident[raw]
+        self._evict.clear()
 
     # read-only views for introspection and tests
     def resident(self) -> dict[bytes, Invocation]:
@@ -168,6 +171,7 @@ class Processor:
             inv.journal = self._reader.get_journal(raw)
             self._rehydrate(inv)
         self._resident[raw] = inv
+        self._evict.add(raw)
         return inv
 
     @staticmethod
@@ -188,6 +192,8 @@ class Processor:
     def _touch(self, inv: Invocation) -> None:
         inv.modified_at_ms = self._now
         self._dirty[inv.id.raw] = inv
+        if inv.status in EVICTABLE:
+            self._evict.add(inv.id.raw)
 
     def _append(self, inv: Invocation, msg_type: int, body: bytes) -> None:
         idx = len(inv.journal)

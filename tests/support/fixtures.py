@@ -7,6 +7,7 @@ PERDURE_TEST_SERVERS=restate (or perdure, or both: the default), or with `-k res
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -14,16 +15,21 @@ from tests.support.process import live_processes
 from tests.support.servers import Server, make_server, selected_servers
 
 
+@contextmanager
+def running_server(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A started server of `kind` with a fresh data directory; SIGKILLed on exit.
+
+    For fixtures of your own: `with running_server(str(request.param), tmp_path_factory) as s: yield s`.
+    """
+    with make_server(kind, tmp_path_factory.mktemp(f"{kind}-server") / "data") as srv:
+        yield srv
+
+
 @pytest.fixture(scope="module", params=selected_servers())
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A started server of the parametrized kind, shared by the tests of one module."""
-    kind = str(request.param)
-    srv = make_server(kind, tmp_path_factory.mktemp(f"{kind}-server") / "data")
-    srv.start()
-    try:
+    with running_server(str(request.param), tmp_path_factory) as srv:
         yield srv
-    finally:
-        srv.kill()
 
 
 def attach_log_tails(item: pytest.Item, report: pytest.TestReport) -> None:
@@ -37,9 +43,5 @@ def attach_log_tails(item: pytest.Item, report: pytest.TestReport) -> None:
 @pytest.fixture(scope="module")
 def restate_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real Restate server only (for tests of Perdure's SDK against the reference server)."""
-    srv = make_server("restate", tmp_path_factory.mktemp("restate-only") / "data")
-    srv.start()
-    try:
+    with running_server("restate", tmp_path_factory) as srv:
         yield srv
-    finally:
-        srv.kill()

@@ -116,6 +116,17 @@ async def test_typescript_service_registers_and_greets(server: Server, workspace
             assert (await ing.call(f"TsCounter/{key}/get")).json() == 5
 
 
+def test_registering_the_same_uri_again_answers_200_with_the_same_id(
+    server: Server, core_service: PythonService
+) -> None:
+    listed = httpx.get(f"{server.admin_url}/deployments", timeout=10).json()["deployments"]
+    [existing] = [d for d in listed if d["uri"] == f"{core_service.url}/"]
+    assert existing["protocol_type"] == "BidiStream"
+    again = httpx.post(f"{server.admin_url}/deployments", json={"uri": core_service.url}, timeout=30)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == existing["id"]
+
+
 # --- retries and failures ------------------------------------------------------------------
 
 

@@ -140,7 +140,7 @@ class Context:
         self,
         name: str,
         action: RunAction[T],
-        serde: Serde[T] = DefaultSerde(),  # noqa: B008 - restate's signature
+        serde: Serde[T] = DefaultSerde(),
         max_attempts: int | None = None,
         max_retry_duration: timedelta | None = None,
         type_hint: type[T] | None = None,
@@ -289,7 +289,7 @@ class Context:
     def attach_invocation(
         self,
         invocation_id: str,
-        serde: Serde[T] = DefaultSerde(),  # noqa: B008
+        serde: Serde[T] = DefaultSerde(),
         type_hint: type[T] | None = None,
     ) -> DurableFuture[T]:
         """Wait for another invocation's result."""
@@ -301,7 +301,7 @@ class Context:
 
     def awakeable(
         self,
-        serde: Serde[T] = DefaultSerde(),  # noqa: B008
+        serde: Serde[T] = DefaultSerde(),
         type_hint: type[T] | None = None,
     ) -> tuple[str, DurableFuture[T]]:
         """An id to hand to the outside world, and the future it completes."""
@@ -309,7 +309,7 @@ class Context:
         awakeable_id, handle = self._m.awakeable()
         return awakeable_id, DurableFuture(self._session, handle, value_decoder(serde))
 
-    def resolve_awakeable(self, name: str, value: Any, serde: Serde[Any] = DefaultSerde()) -> None:  # noqa: B008
+    def resolve_awakeable(self, name: str, value: Any, serde: Serde[Any] = DefaultSerde()) -> None:
         self._m.complete_awakeable(name, serde.serialize(value))
 
     def reject_awakeable(self, name: str, failure_message: str, failure_code: int = 500) -> None:
@@ -325,7 +325,7 @@ class ObjectSharedContext(Context):
     def get(
         self,
         name: str,
-        serde: Serde[T] = DefaultSerde(),  # noqa: B008
+        serde: Serde[T] = DefaultSerde(),
         type_hint: type[T] | None = None,
         entry_name: str | None = None,
     ) -> DurableFuture[T | None]:
@@ -344,7 +344,7 @@ class ObjectContext(ObjectSharedContext):
         self,
         name: str,
         value: T,
-        serde: Serde[T] = DefaultSerde(),  # noqa: B008
+        serde: Serde[T] = DefaultSerde(),
         entry_name: str | None = None,
     ) -> None:
         self._m.set_state(name, serde.serialize(value), entry_name or "")
@@ -362,7 +362,7 @@ class _Promises:
     def promise(
         self,
         name: str,
-        serde: Serde[T] = DefaultSerde(),  # noqa: B008
+        serde: Serde[T] = DefaultSerde(),
         type_hint: type[T] | None = None,
     ) -> DurablePromise[T]:
         """The workflow's durable promise `name`."""

@@ -122,8 +122,8 @@ class Service(_Definition):
         name: str | None = None,
         accept: str = "application/json",
         content_type: str = "application/json",
-        input_serde: Serde[Any] = DefaultSerde(),  # noqa: B008 - restate's signature
-        output_serde: Serde[Any] = DefaultSerde(),  # noqa: B008
+        input_serde: Serde[Any] = DefaultSerde(),
+        output_serde: Serde[Any] = DefaultSerde(),
         metadata: dict[str, str] | None = None,
         inactivity_timeout: timedelta | None = None,
         abort_timeout: timedelta | None = None,
@@ -193,8 +193,8 @@ class VirtualObject(_Keyed):
         kind: Literal["exclusive", "shared"] | None = "exclusive",
         accept: str = "application/json",
         content_type: str = "application/json",
-        input_serde: Serde[Any] = DefaultSerde(),  # noqa: B008
-        output_serde: Serde[Any] = DefaultSerde(),  # noqa: B008
+        input_serde: Serde[Any] = DefaultSerde(),
+        output_serde: Serde[Any] = DefaultSerde(),
         metadata: dict[str, str] | None = None,
         inactivity_timeout: timedelta | None = None,
         abort_timeout: timedelta | None = None,
@@ -234,8 +234,8 @@ class Workflow(_Keyed):
         name: str | None = None,
         accept: str = "application/json",
         content_type: str = "application/json",
-        input_serde: Serde[Any] = DefaultSerde(),  # noqa: B008
-        output_serde: Serde[Any] = DefaultSerde(),  # noqa: B008
+        input_serde: Serde[Any] = DefaultSerde(),
+        output_serde: Serde[Any] = DefaultSerde(),
         metadata: dict[str, str] | None = None,
         inactivity_timeout: timedelta | None = None,
         abort_timeout: timedelta | None = None,
@@ -267,8 +267,8 @@ class Workflow(_Keyed):
         name: str | None = None,
         accept: str = "application/json",
         content_type: str = "application/json",
-        input_serde: Serde[Any] = DefaultSerde(),  # noqa: B008
-        output_serde: Serde[Any] = DefaultSerde(),  # noqa: B008
+        input_serde: Serde[Any] = DefaultSerde(),
+        output_serde: Serde[Any] = DefaultSerde(),
         metadata: dict[str, str] | None = None,
         inactivity_timeout: timedelta | None = None,
         abort_timeout: timedelta | None = None,

@@ -59,16 +59,16 @@ def _handler(h: Handler, version: int) -> dict[str, Any]:
     if h.kind is not None:
         out["ty"] = _HANDLER_TY[h.kind]
     if io.takes_input:
-        schema = json_schema(io.input_hint) if io.input_hint is not None else None
-        out["input"] = {"required": False, "contentType": io.accept, "jsonSchema": schema or True}
+        schema = json_schema(io.input_hint) if io.input_hint is not None else True
+        out["input"] = {"required": False, "contentType": io.accept, "jsonSchema": schema}
     else:
         out["input"] = {}
     if io.returns_output:
-        output: dict[str, Any] = {"contentType": io.content_type, "setContentTypeIfEmpty": False}
-        schema = json_schema(io.output_hint)
-        if schema is not None:
-            output["jsonSchema"] = schema
-        out["output"] = output
+        out["output"] = {
+            "contentType": io.content_type,
+            "setContentTypeIfEmpty": False,
+            "jsonSchema": json_schema(io.output_hint),
+        }
     else:
         out["output"] = {"setContentTypeIfEmpty": False}
     if version >= 2:

@@ -110,16 +110,19 @@ def handler_of(fn: Any) -> Handler:
 
 
 def json_schema(hint: Any) -> Any:
-    """A JSON schema for discovery, or None when the hint says nothing useful."""
+    """A JSON schema for discovery; `True` (anything) when the hint says nothing more."""
     core = optional_core(hint)
     if is_pydantic(core):
         return core.model_json_schema(mode="serialization")
     simple = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object"}
     if core in simple:
         return {"type": simple[core]}
+    if core is None or core is type(None):
+        return {"type": "null"}
     origin = typing.get_origin(core)
     if origin is list:
-        return {"type": "array"}
+        args = typing.get_args(core)
+        return {"type": "array", "items": json_schema(args[0]) if args else True}
     if origin is dict:
         return {"type": "object"}
-    return None
+    return True

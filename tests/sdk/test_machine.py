@@ -94,7 +94,7 @@ def test_replayed_run_is_not_executed_again_and_emits_nothing() -> None:
     m = Machine(6)
     run = encode(pb.RunCommandMessage(result_completion_id=1, name="build"))
     m.feed(start_frame(3) + input_frame() + run + notification(MessageType.RUN_COMPLETION, 1, value=b'"x"'))
-    handle, index, replayed = m.run("build")
+    handle, _, replayed = m.run("build")
     assert replayed and m.is_completed(handle) and m.result(handle) == b'"x"'
     assert m.take_output() == b""
     assert not m.replaying

@@ -1,0 +1,167 @@
+"""SQL functions the introspection views are built from: id and timestamp
+rendering, journal entry decoding, failure text, and the live facts (attempts
+in flight, the registry) that each query sees as a snapshot."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+
+import orjson
+
+from perdure.protocol.ids import InvocationId, partition_key_of
+from perdure.server.query.entries import kind_name, view
+
+U64_SIGN = 1 << 63
+ENTRY_FIELDS = frozenset(
+    (
+        "entry_type",
+        "name",
+        "completion_id",
+        "notification_id",
+        "invocation_id_notification",
+        "invocation_id_value",
+        "invoked_target",
+        "sleep_wakeup_at_ms",
+        "promise_name",
+        "entry_json",
+        "entry_lite_json",
+    )
+)
+
+
+@dataclass(slots=True)
+class QueryContext:
+    """Per-connection facts for the query being run; replaced before each query."""
+
+    live: Collection[bytes] = frozenset()
+    deployments_json: str = "[]"
+    services_json: str = "[]"
+    deadline: float = float("inf")  # time.monotonic() after which the query is interrupted
+    timed_out: bool = False
+    now_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+
+
+def signed(u64: int) -> int:
+    """SQLite integers are signed 64-bit: store u64 values as their two's complement."""
+    return u64 - (1 << 64) if u64 >= U64_SIGN else u64
+
+
+def unsigned(i64: int) -> int:
+    return i64 + (1 << 64) if i64 < 0 else i64
+
+
+def timestamp_text(ms: int | None) -> str | None:
+    """RFC 3339 with milliseconds and `Z`, as Restate renders Timestamp(ms) columns."""
+    if ms is None:
+        return None
+    dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+def duration_text(ms: int | None) -> str | None:
+    """ISO 8601 duration in seconds ("PT86400S", "PT0.5S"), as Restate renders Duration(ms)."""
+    if ms is None:
+        return None
+    seconds, rest = divmod(int(ms), 1000)
+    return f"PT{seconds}S" if rest == 0 else f"PT{seconds}.{rest:03d}".rstrip("0") + "S"
+
+
+def _id_text(raw: bytes | None) -> str | None:
+    if raw is None or len(raw) != 24:
+        return None
+    return str(InvocationId.from_raw(bytes(raw)))
+
+
+def _partition_key(raw: bytes | None) -> int | None:
+    if raw is None or len(raw) < 8:
+        return None
+    return signed(int.from_bytes(raw[:8], "big"))
+
+
+def _key_partition_key(key: str | None) -> int | None:
+    return None if key is None else signed(partition_key_of(key))
+
+
+def _utf8(data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _unhex(text: str | None) -> bytes | None:
+    return None if text is None else bytes.fromhex(text)
+
+
+def _entry(msg_type: int, body: bytes, name: str) -> str | int | None:
+    if name not in ENTRY_FIELDS:
+        raise ValueError(f"unknown journal entry field {name!r}")
+    value: str | int | None = getattr(view(msg_type, bytes(body)), name)
+    return value
+
+
+def code_name(code: int) -> str:
+    if code == 500:
+        return "Internal"
+    try:
+        return HTTPStatus(code).phrase.replace(" ", "")
+    except ValueError:
+        return "Unknown"
+
+
+def failure_text(last_failure_json: str | None) -> str | None:
+    """`[500 Internal] message` then the stack trace on the next line, as Restate shows `last_failure`."""
+    if last_failure_json is None:
+        return None
+    lf = orjson.loads(last_failure_json)
+    head = f"[{lf['code']} {code_name(int(lf['code']))}] {lf['message']}"
+    stack = lf.get("stacktrace") or ""
+    return f"{head}\n{stack}" if stack else head
+
+
+def transient_error_json(last_failure_json: str | None) -> str | None:
+    """The `sys_journal_events` rendering of the last transient failure."""
+    if last_failure_json is None:
+        return None
+    lf = orjson.loads(last_failure_json)
+    event = {
+        "ty": "TransientError",
+        "error_code": lf["code"],
+        "error_message": lf["message"],
+        "error_stacktrace": lf.get("stacktrace") or "",
+        "related_command_index": lf.get("related_command_index"),
+        "related_command_name": lf.get("related_command_name"),
+        "related_command_type": _kind(lf.get("related_command_type")),
+    }
+    return orjson.dumps({k: v for k, v in event.items() if v is not None}).decode()
+
+
+def _kind(msg_type: int | None) -> str | None:
+    return None if msg_type is None else kind_name(int(msg_type))
+
+
+def register(conn: sqlite3.Connection, ctx: QueryContext) -> None:
+    """Install every function on `conn`; the live ones read `ctx`."""
+    pure = {"deterministic": True}
+    conn.create_function("perdure_id", 1, _id_text, **pure)
+    conn.create_function("perdure_pk", 1, _partition_key, **pure)
+    conn.create_function("perdure_key_pk", 1, _key_partition_key, **pure)
+    conn.create_function("perdure_ts", 1, timestamp_text, **pure)
+    conn.create_function("perdure_dur", 1, duration_text, **pure)
+    conn.create_function("perdure_utf8", 1, _utf8, **pure)
+    conn.create_function("perdure_unhex", 1, _unhex, **pure)
+    conn.create_function("perdure_entry", 3, _entry, **pure)
+    conn.create_function("perdure_kind", 1, _kind, **pure)
+    conn.create_function("perdure_failure", 1, failure_text, **pure)
+    conn.create_function("perdure_transient_error", 1, transient_error_json, **pure)
+    conn.create_function("perdure_in_flight", 1, lambda raw: 1 if bytes(raw) in ctx.live else 0)
+    conn.create_function("perdure_deployments", 0, lambda: ctx.deployments_json)
+    conn.create_function("perdure_services", 0, lambda: ctx.services_json)
+    conn.create_function("now", 0, lambda: timestamp_text(ctx.now_ms))

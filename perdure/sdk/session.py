@@ -131,7 +131,8 @@ class Session:
                 m.suspend(h for h, d in zip(handles, done, strict=True) if not d)
                 raise SuspendedException()
             progress = self._progress
-            await self.flush()
+            if not self._runs:  # a running action flushes with its proposal: one write, not two
+                await self.flush()
             await progress
 
     # ---- ctx.run ------------------------------------------------------------------------------

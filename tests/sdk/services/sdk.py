@@ -13,6 +13,6 @@ restate: ModuleType
 if os.environ.get(SDK_ENV, "perdure") == "official":
     import restate
 else:
-    import perdure as restate  # type: ignore[no-redef]
+    import perdure as restate
 
 __all__ = ["restate"]

@@ -43,7 +43,8 @@ async def click(ctx: restate.WorkflowSharedContext, secret: str) -> None:
 
 @signup.handler()
 async def status(ctx: restate.WorkflowSharedContext) -> str | None:
-    return await ctx.get("status")
+    current: str | None = await ctx.get("status")
+    return current
 
 
 app = restate.app(services=[signup])

@@ -291,7 +291,7 @@ class Context:
         invocation_id: str,
         serde: Serde[T] = DefaultSerde(),
         type_hint: type[T] | None = None,
-    ) -> DurableFuture[T]:
+    ) -> DurableFuture[Any]:
         """Wait for another invocation's result."""
         serde = serde_for(type_hint, serde) if type_hint is not None else serde
         handle = self._m.attach_invocation(invocation_id)
@@ -303,7 +303,7 @@ class Context:
         self,
         serde: Serde[T] = DefaultSerde(),
         type_hint: type[T] | None = None,
-    ) -> tuple[str, DurableFuture[T]]:
+    ) -> tuple[str, DurableFuture[Any]]:
         """An id to hand to the outside world, and the future it completes."""
         serde = serde_for(type_hint, serde) if type_hint is not None else serde
         awakeable_id, handle = self._m.awakeable()
@@ -328,7 +328,7 @@ class ObjectSharedContext(Context):
         serde: Serde[T] = DefaultSerde(),
         type_hint: type[T] | None = None,
         entry_name: str | None = None,
-    ) -> DurableFuture[T | None]:
+    ) -> DurableFuture[Any]:
         serde = serde_for(type_hint, serde) if type_hint is not None else serde
         handle = self._m.get_state(name, entry_name or "")
         return DurableFuture(self._session, handle, value_decoder(serde))
@@ -364,7 +364,7 @@ class _Promises:
         name: str,
         serde: Serde[T] = DefaultSerde(),
         type_hint: type[T] | None = None,
-    ) -> DurablePromise[T]:
+    ) -> DurablePromise[Any]:
         """The workflow's durable promise `name`."""
         serde = serde_for(type_hint, serde) if type_hint is not None else serde
         return DurablePromise(self._session, name, serde)

@@ -51,6 +51,11 @@ async def test_greeter_runs_one_durable_step(ingress: Ingress) -> None:
     assert resp.json() == "Hello, Ann!"
 
 
+async def test_request_carries_id_and_headers(ingress: Ingress) -> None:
+    resp = await ingress.call("Greeter/whoami", headers={"x-probe": "42"})
+    assert resp.json() == ["inv_", "42"]
+
+
 async def test_flaky_run_is_retried_until_it_succeeds(ingress: Ingress, deployment: Deployment) -> None:
     t = tag()
     resp = await ingress.call("Failures/flaky", t)
@@ -127,6 +132,28 @@ async def test_select_and_gather(ingress: Ingress) -> None:
     assert resp.json() == ["fast", "A", "B"]
 
 
+async def test_awakeables_resolved_and_rejected_in_code_with_combinators(ingress: Ingress) -> None:
+    resp = await ingress.call("Timers/combinators")
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == ["1", "1", "one", "418 nope"]
+
+
+async def test_cancel_signal_fails_the_target_with_409(ingress: Ingress) -> None:
+    resp = await ingress.call("Caller/cancel_other", 30_000)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == "cancelled: 409"
+
+
+async def test_cancel_over_the_admin_api(ingress: Ingress, sdk_server: Server) -> None:
+    sent = await ingress.send("Timers/nap", 30_000)
+    await asyncio.sleep(0.3)
+    async with httpx.AsyncClient(base_url=sdk_server.admin_url) as admin:
+        assert (await admin.patch(f"/invocations/{sent.invocation_id}/cancel")).status_code in (200, 202)
+    out = await ingress.attach(sent.invocation_id)
+    assert out.status_code == 409
+    assert "cancelled" in out.text
+
+
 async def test_awakeable_resolved_over_http(ingress: Ingress) -> None:
     box = tag()
     sent = await ingress.send("Waiter/wait_for_approval", box)
@@ -169,7 +196,9 @@ async def test_workflow_promise_resolved_by_a_shared_handler(ingress: Ingress) -
     async with asyncio.timeout(20):
         while json_or_none(await ingress.call(f"Approval/{key}/status")) != "waiting":
             await asyncio.sleep(0.05)
+    assert (await ingress.call(f"Approval/{key}/peek_approval")).json() == "None"
     assert (await ingress.call(f"Approval/{key}/approve", "boss")).status_code == 200
+    assert (await ingress.call(f"Approval/{key}/peek_approval")).json() == "boss"
     out = await ingress.attach(sent.invocation_id)
     assert out.json() == "report approved by boss"
     assert (await ingress.call(f"Approval/{key}/status")).json() == "approved"

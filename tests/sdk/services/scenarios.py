@@ -24,6 +24,12 @@ async def greet(ctx: restate.Context, name: str) -> str:
     return await ctx.run("build", lambda: f"Hello, {name}!")
 
 
+@greeter.handler()
+async def whoami(ctx: restate.Context) -> list[str]:
+    request = ctx.request()
+    return [request.id[:4], request.headers.get("x-probe", "")]
+
+
 # ---- failures: retried runs, run retry policy, terminal errors -----------------------------------
 
 failures = restate.Service("Failures")
@@ -166,6 +172,22 @@ async def race(ctx: restate.Context, ms: int) -> list[str]:
     return [first[0], await a, await b]
 
 
+@timers.handler()
+async def combinators(ctx: restate.Context) -> list[str]:
+    id1, one = ctx.awakeable()
+    id2, two = ctx.awakeable()
+    ctx.resolve_awakeable(id1, "one")
+    ctx.reject_awakeable(id2, "nope", 418)
+    done, pending = await restate.wait_completed(one, ctx.sleep(timedelta(seconds=30)))
+    out = [str(len(done)), str(len(pending))]
+    async for f in restate.as_completed(one, two):
+        try:
+            out.append(await f)
+        except restate.TerminalError as e:
+            out.append(f"{e.status_code} {e.message}")
+    return out
+
+
 mailbox = restate.VirtualObject("Mailbox")
 
 
@@ -203,6 +225,18 @@ async def fan_out(ctx: restate.Context, key: str) -> str:
     return f"{hello} / {raw.decode()}"
 
 
+@caller.handler()
+async def cancel_other(ctx: restate.Context, ms: int) -> str:
+    handle = ctx.service_send(nap, ms)
+    target = await handle.invocation_id()
+    ctx.cancel_invocation(target)
+    try:
+        await ctx.attach_invocation(target)
+    except restate.TerminalError as e:
+        return f"cancelled: {e.status_code}"
+    return "not cancelled"
+
+
 # ---- a workflow whose promise a shared handler resolves -------------------------------------------
 
 approval = restate.Workflow("Approval")
@@ -219,6 +253,11 @@ async def run(ctx: restate.WorkflowContext, doc: str) -> str:
 @approval.handler()
 async def approve(ctx: restate.WorkflowSharedContext, who: str) -> None:
     await ctx.promise("approval").resolve(who)
+
+
+@approval.handler()
+async def peek_approval(ctx: restate.WorkflowSharedContext) -> str:
+    return str(await ctx.promise("approval").peek())
 
 
 @approval.handler()

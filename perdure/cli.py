@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from perdure.cli_tools import install as install_admin_commands
 from perdure.server.config import Settings
 
 app = typer.Typer(
@@ -58,6 +59,9 @@ def server(
         uvloop.run(serve(settings))
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         asyncio.run(serve(settings))
+
+
+install_admin_commands(app)
 
 
 def main() -> None:

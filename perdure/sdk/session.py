@@ -18,7 +18,7 @@ from typing import Any
 
 from perdure.protocol.codec import MessageType
 from perdure.protocol.errors import JournalMismatch, ProtocolError
-from perdure.sdk.errors import AttemptFailed, SuspendedException, TerminalError
+from perdure.sdk.errors import AttemptFailed, RetryableError, SuspendedException, TerminalError
 from perdure.sdk.handler import Handler
 from perdure.sdk.journal import Failure
 from perdure.sdk.machine import Machine, MachineClosed
@@ -207,7 +207,7 @@ class Session:
         elapsed = timedelta(seconds=elapsed_s)
         if replayed:
             elapsed += timedelta(milliseconds=start.duration_since_last_stored_entry)
-        delay = None
+        delay = exc.retry_after if isinstance(exc, RetryableError) else None
         if options.has_retry_policy():
             max_duration = options.max_duration or options.max_retry_duration
             attempts = retries + 1
@@ -215,7 +215,7 @@ class Session:
                 max_duration is not None and elapsed >= max_duration
             ):
                 return Failure(500, f"{type(exc).__name__}: {exc} (gave up after {attempts} attempts)")
-            delay = options.retry_delay(retries)
+            delay = delay or options.retry_delay(retries)
         if self._run_failure is None:
             stack = "".join(traceback.format_exception(exc))
             self._run_failure = _RunFailure(exc, stack, index, name, delay)
@@ -237,7 +237,10 @@ class Session:
             pass
         except Exception as e:
             if not m.closed and m.mismatch is None and self._run_failure is None:
-                m.fail(500, f"{type(e).__name__}: {e}", "".join(traceback.format_exception(e)))
+                delay = e.retry_after if isinstance(e, RetryableError) else None
+                code = e.status_code if isinstance(e, RetryableError) else 500
+                stack = "".join(traceback.format_exception(e))
+                m.fail(code, f"{type(e).__name__}: {e}", stack, next_retry_delay_ms=_ms(delay))
         self._end_pending_failures()
 
     def _end_pending_failures(self) -> None:
@@ -249,7 +252,6 @@ class Session:
         elif self.protocol_error is not None:
             m.fail(self.protocol_error.code, str(self.protocol_error))
         elif (f := self._run_failure) is not None:
-            delay_ms = None if f.next_retry_delay is None else int(f.next_retry_delay.total_seconds() * 1000)
             m.fail(
                 500,
                 f"{type(f.exc).__name__}: {f.exc}",
@@ -257,7 +259,7 @@ class Session:
                 command_index=f.command_index,
                 command_name=f.name,
                 command_type=MessageType.RUN,
-                next_retry_delay_ms=delay_ms,
+                next_retry_delay_ms=_ms(f.next_retry_delay),
             )
 
     async def close(self, reader: asyncio.Task[None]) -> None:
@@ -296,3 +298,7 @@ async def _invoke(handler: Handler, ctx: Any, body: bytes) -> bytes:
                 await stack.enter_async_context(make())
             out = await handler.fn(*args)
     return io.output_serde.serialize(out)
+
+
+def _ms(delay: timedelta | None) -> int | None:
+    return None if delay is None else int(delay.total_seconds() * 1000)

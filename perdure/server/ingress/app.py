@@ -198,14 +198,7 @@ class Ingress:
             await _send(send, 202, hdrs, orjson.dumps(payload), origin)
             return
         if reply.kind == "error":
-            await _send_error(
-                send,
-                reply.code,
-                reply.message,
-                "invocation" if reply.code != 470 and reply.code != 404 else "ingress",
-                reply.invocation_id,
-                origin,
-            )
+            await _send_error(send, reply.code, reply.message, reply.source, reply.invocation_id, origin)
             return
         await self._send_outcome(send, reply, handler, origin)
 

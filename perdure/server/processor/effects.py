@@ -22,6 +22,7 @@ class Reply:
     expires_at_ms: int | None = None  # idempotency-expires
     code: int = 200
     message: str = ""
+    source: str = "invocation"  # who the error is attributed to: "ingress" | "invocation"
 
 
 @dataclass(frozen=True, slots=True)

@@ -830,7 +830,13 @@ class Processor:
     def _on_attach(self, cmd: Attach) -> None:
         inv = self._get(cmd.raw_id)
         if inv is None or self._expired(inv):
-            self._effects.append(Reply(cmd.token, "error", code=404, message="invocation not found"))
+            # Restate words these two differently: attach "not found" (invocation),
+            # output "invocation not found" (ingress).
+            if cmd.wait:
+                self._effects.append(Reply(cmd.token, "error", code=404, message="not found"))
+            else:
+                msg = "invocation not found"
+                self._effects.append(Reply(cmd.token, "error", code=404, message=msg, source="ingress"))
         elif inv.status == COMPLETED:
             self._reply_outcome(cmd.token, inv, with_expiry=True)
         elif not cmd.wait:
@@ -841,6 +847,7 @@ class Processor:
                     invocation_id=inv.id_str,
                     code=470,
                     message="the invocation exists but has not completed yet",
+                    source="ingress",
                 )
             )
         else:

@@ -26,6 +26,7 @@ from perdure.sdk.futures import (
 )
 from perdure.sdk.handler import handler_of
 from perdure.sdk.journal import Failure
+from perdure.sdk.machine import Target
 from perdure.sdk.options import RunOptions
 from perdure.sdk.serde import BytesSerde, DefaultSerde, Serde, serde_for
 from perdure.sdk.session import Session
@@ -195,7 +196,8 @@ class Context:
     ) -> DurableCallFuture[Any]:
         h = handler_of(tpe)
         param = h.handler_io.input_serde.serialize(arg) if h.arity == 2 else b""
-        id_handle, handle = self._m.call(h.service_tag.name, h.name, param, key, headers, idempotency_key)
+        target = Target(h.service_tag.name, h.name, key, headers, idempotency_key)
+        id_handle, handle = self._m.call(target, param)
         return DurableCallFuture(self._session, handle, value_decoder(h.handler_io.output_serde), id_handle)
 
     def _send(
@@ -210,7 +212,7 @@ class Context:
         h = handler_of(tpe)
         param = h.handler_io.input_serde.serialize(arg) if h.arity == 2 else b""
         at = int(_time.time() * 1000) + _ms(send_delay) if send_delay else 0
-        id_handle = self._m.send(h.service_tag.name, h.name, param, key, headers, idempotency_key, at)
+        id_handle = self._m.send(Target(h.service_tag.name, h.name, key, headers, idempotency_key), param, at)
         return SendHandle(self._session, id_handle)
 
     def service_call(
@@ -266,7 +268,7 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> DurableCallFuture[bytes]:
         """Call by name with raw bytes in and out."""
-        id_handle, handle = self._m.call(service, handler, arg, key, headers, idempotency_key)
+        id_handle, handle = self._m.call(Target(service, handler, key, headers, idempotency_key), arg)
         return DurableCallFuture(self._session, handle, value_decoder(BytesSerde()), id_handle)
 
     def generic_send(
@@ -280,7 +282,7 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> SendHandle:
         at = int(_time.time() * 1000) + _ms(send_delay) if send_delay else 0
-        id_handle = self._m.send(service, handler, arg, key, headers, idempotency_key, at)
+        id_handle = self._m.send(Target(service, handler, key, headers, idempotency_key), arg, at)
         return SendHandle(self._session, id_handle)
 
     def cancel_invocation(self, invocation_id: str) -> None:

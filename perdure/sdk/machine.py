@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from perdure.protocol import messages_pb2 as pb
@@ -27,6 +28,27 @@ AWAKEABLE_SIGNAL_FIRST = 17  # signals 1..16 are reserved by the protocol
 PROTOCOL_VERSIONS = (5, 6)
 
 _RUN = MessageType.RUN
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Who a call or a send goes to, and with which request headers and idempotency key."""
+
+    service: str
+    handler: str
+    key: str | None = None
+    headers: dict[str, str] | None = None
+    idempotency_key: str | None = None
+
+    def address(self, msg: Any) -> None:
+        """Fill the target fields of a Call or OneWayCall command."""
+        msg.service_name = self.service
+        msg.handler_name = self.handler
+        msg.key = self.key or ""
+        for k, v in (self.headers or {}).items():
+            msg.headers.add(key=k, value=v)
+        if self.idempotency_key is not None:
+            msg.idempotency_key = self.idempotency_key
 
 
 class MachineClosed(Exception):
@@ -249,59 +271,27 @@ class Machine:
             msg.value = result
         self._out.append(encode_frame(MessageType.PROPOSE_RUN_COMPLETION, msg.SerializeToString()))
 
-    def call(
-        self,
-        service: str,
-        handler: str,
-        parameter: bytes,
-        key: str | None = None,
-        headers: dict[str, str] | None = None,
-        idempotency_key: str | None = None,
-        name: str = "",
-    ) -> tuple[int, int]:
+    def call(self, target: Target, parameter: bytes, name: str = "") -> tuple[int, int]:
         """Returns (invocation id handle, result handle)."""
         id_cid = self._completion()
         result_cid = self._completion()
         msg = pb.CallCommandMessage(
-            service_name=service,
-            handler_name=handler,
             parameter=parameter,
-            key=key or "",
             invocation_id_notification_idx=id_cid,
             result_completion_id=result_cid,
             name=name,
         )
-        _add_headers(msg.headers, headers)
-        if idempotency_key is not None:
-            msg.idempotency_key = idempotency_key
+        target.address(msg)
         self._command(MessageType.CALL, msg)
         return id_cid, result_cid
 
-    def send(
-        self,
-        service: str,
-        handler: str,
-        parameter: bytes,
-        key: str | None = None,
-        headers: dict[str, str] | None = None,
-        idempotency_key: str | None = None,
-        invoke_time_ms: int = 0,
-        name: str = "",
-    ) -> int:
-        """Returns the invocation id handle."""
+    def send(self, target: Target, parameter: bytes, invoke_time_ms: int = 0, name: str = "") -> int:
+        """Returns the invocation id handle; `invoke_time_ms` 0 means now."""
         id_cid = self._completion()
         msg = pb.OneWayCallCommandMessage(
-            service_name=service,
-            handler_name=handler,
-            parameter=parameter,
-            key=key or "",
-            invoke_time=invoke_time_ms,
-            invocation_id_notification_idx=id_cid,
-            name=name,
+            parameter=parameter, invoke_time=invoke_time_ms, invocation_id_notification_idx=id_cid, name=name
         )
-        _add_headers(msg.headers, headers)
-        if idempotency_key is not None:
-            msg.idempotency_key = idempotency_key
+        target.address(msg)
         self._command(MessageType.ONE_WAY_CALL, msg)
         return id_cid
 
@@ -437,9 +427,3 @@ class Machine:
         data = b"".join(self._out)
         self._out.clear()
         return data
-
-
-def _add_headers(target: Any, headers: dict[str, str] | None) -> None:
-    if headers:
-        for k, v in headers.items():
-            target.add(key=k, value=v)

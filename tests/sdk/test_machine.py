@@ -11,7 +11,7 @@ from perdure.protocol.errors import JournalMismatch, ProtocolError
 from perdure.protocol.framing import FrameDecoder
 from perdure.protocol.ids import InvocationId, parse_awakeable_id
 from perdure.sdk.journal import VOID, Failure
-from perdure.sdk.machine import SIGNAL_BASE, Machine, MachineClosed
+from perdure.sdk.machine import SIGNAL_BASE, Machine, MachineClosed, Target
 
 RAW_ID = bytes.fromhex("1f7d480fc486fc307e2763c50cf2a0ecd5a9c6df23de31aa")
 DEBUG_ID = "inv_14cKIVRwHmmH5b9u58eYAsYNhv0sfxagTc"
@@ -144,13 +144,18 @@ def test_different_command_type_is_a_mismatch() -> None:
 
 def test_completion_ids_follow_the_capture_call_then_sends() -> None:
     m = fresh()
-    assert m.call("Greeter", "greet", b'"Bob"') == (1, 2)
-    assert m.send("Counter", "add", b"1", key="c2") == 3
-    assert m.send("Counter", "add", b"1", key="c2", invoke_time_ms=1795593382834) == 4
+    assert m.call(Target("Greeter", "greet"), b'"Bob"') == (1, 2)
+    assert m.send(Target("Counter", "add", key="c2", idempotency_key="k"), b"1") == 3
+    assert (
+        m.send(Target("Counter", "add", key="c2", headers={"h": "v"}), b"1", invoke_time_ms=1795593382834)
+        == 4
+    )
     out = messages(m.take_output())
     call = out[0][1]
     assert (call.invocation_id_notification_idx, call.result_completion_id) == (1, 2)  # type: ignore[attr-defined]
     assert out[2][1].invoke_time == 1795593382834  # type: ignore[attr-defined]
+    assert out[1][1].key == "c2" and out[1][1].idempotency_key == "k"  # type: ignore[attr-defined]
+    assert [(h.key, h.value) for h in out[2][1].headers] == [("h", "v")]  # type: ignore[attr-defined]
     m.feed(notification(MessageType.CALL_INVOCATION_ID_COMPLETION, 1, invocation_id="inv_1x"))
     assert m.result(1) == "inv_1x"
 

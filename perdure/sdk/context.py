@@ -66,6 +66,7 @@ class Request:
 
 
 _hint_cache: dict[Any, Any] = {}
+HINT_CACHE_SIZE_MAX = 4096  # code objects made at run time (exec) must not grow it forever
 
 
 def _return_hint(action: Any) -> Any:
@@ -85,6 +86,8 @@ def _return_hint(action: Any) -> Any:
             hint = None
     if inspect_is_coroutine_hint(hint):
         hint = None
+    if len(_hint_cache) >= HINT_CACHE_SIZE_MAX:
+        _hint_cache.clear()
     _hint_cache[code] = hint
     return hint
 

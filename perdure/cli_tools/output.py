@@ -21,7 +21,7 @@ EXIT_UNREACHABLE = 3  # no answer from the admin API
 EXIT_NOT_FOUND = 4  # the deployment, service or invocation does not exist
 
 stdout = Console(soft_wrap=False)
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

@@ -72,7 +72,7 @@ def services(admin_url: AdminUrl = ADMIN_URL_DEFAULT, json_out: JsonOut = False)
             "type": s.get("ty", ""),
             "revision": s.get("revision", ""),
             "deployment": s.get("deployment_id", ""),
-            "handlers": ", ".join(h["name"] for h in s.get("handlers", [])),
+            "handlers": ", ".join(sorted(h["name"] for h in s.get("handlers", []))),
         }
         for s in sorted(found, key=lambda s: str(s["name"]))
     ]

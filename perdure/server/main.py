@@ -13,11 +13,15 @@ from collections.abc import Iterator
 import uvicorn
 
 from perdure.server.admin.app import create_admin_app
+from perdure.server.admin.query import query_routes
 from perdure.server.config import VERSION, Settings
 from perdure.server.ingress.app import Ingress
 from perdure.server.invoker.h2client import H2Client
 from perdure.server.invoker.invoker import Invoker
 from perdure.server.processor.processor import Processor
+from perdure.server.query.catalog import registry_catalog
+from perdure.server.query.engine import QueryEngine
+from perdure.server.query.live import live_attempts_of
 from perdure.server.registry import Registry
 from perdure.server.runtime import Runtime
 from perdure.server.storage.sqlite import SqliteStorage
@@ -70,12 +74,16 @@ async def serve(settings: Settings) -> None:
     ingress = Ingress(registry, runtime, request_size_max=settings.request_size_max_bytes)
     from perdure.server.admin.invocations import invocation_routes
 
+    query_engine = QueryEngine(
+        storage.path, live_attempts=live_attempts_of(processor), catalog=registry_catalog(registry)
+    )
+    await query_engine.open()
     admin = create_admin_app(
         registry,
         client,
         version=VERSION,
         ingress_endpoint=f"http://{ihost}:{iport}/",
-        extra_routes=invocation_routes(runtime),
+        extra_routes=[*invocation_routes(runtime), *query_routes(query_engine)],
     )
     ingress_server = _http_server(ingress, ihost, iport)
     admin_server = _http_server(admin, ahost, aport)
@@ -110,6 +118,7 @@ async def serve(settings: Settings) -> None:
                 t.cancel()
             invoker.abort_all()
     finally:
+        await query_engine.close()
         await client.aclose()
         await storage.close()
         log.info("perdure stopped")

@@ -4,10 +4,13 @@ taken on the event loop before each query and handed to the query thread
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 import orjson
+
+from perdure.server.processor.schema import SERVICE_TY
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +50,63 @@ CatalogSource = Callable[[], Catalog]
 
 def empty_catalog() -> Catalog:
     return Catalog()
+
+
+class _ServiceLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def ty(self) -> str: ...  # "SERVICE" | "VIRTUAL_OBJECT" | "WORKFLOW"
+    @property
+    def revision(self) -> int: ...
+    @property
+    def deployment_id(self) -> str: ...
+    @property
+    def public(self) -> bool: ...
+
+
+class _DeploymentLike(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def uri(self) -> str: ...
+    @property
+    def created_at_ms(self) -> int: ...
+    @property
+    def min_protocol_version(self) -> int: ...
+    @property
+    def max_protocol_version(self) -> int: ...
+    @property
+    def services(self) -> Mapping[str, Any]: ...
+
+
+class RegistryLike(Protocol):
+    """What the catalog reads of the server's registry."""
+
+    def services(self) -> Sequence[_ServiceLike]: ...
+    def deployments(self) -> Sequence[_DeploymentLike]: ...
+
+
+def registry_catalog(registry: RegistryLike) -> CatalogSource:
+    """A catalog source reading the live registry (latest revision of each service)."""
+
+    def snapshot() -> Catalog:
+        return Catalog(
+            deployments=tuple(
+                DeploymentRow(
+                    id=d.id,
+                    endpoint=d.uri,
+                    created_at_ms=d.created_at_ms,
+                    min_protocol_version=d.min_protocol_version,
+                    max_protocol_version=d.max_protocol_version,
+                    services=tuple(d.services),
+                )
+                for d in registry.deployments()
+            ),
+            services=tuple(
+                ServiceRow(s.name, s.revision, SERVICE_TY.get(s.ty, s.ty.lower()), s.deployment_id, s.public)
+                for s in registry.services()
+            ),
+        )
+
+    return snapshot

@@ -66,8 +66,7 @@ async def serve(settings: Settings) -> None:
         message_size_max=settings.message_size_max_bytes,
         concurrency_max=settings.concurrent_invocations_max,
     )
-    processor = Processor(storage, registry)
-    runtime = Runtime(storage, processor, invoker)
+    runtime = Runtime(storage, lambda: Processor(storage, registry), invoker)
     runtime_box.append(runtime)
     ihost, iport = settings.ingress
     ahost, aport = settings.admin
@@ -75,7 +74,7 @@ async def serve(settings: Settings) -> None:
     from perdure.server.admin.invocations import invocation_routes
 
     query_engine = QueryEngine(
-        storage.path, live_attempts=live_attempts_of(processor), catalog=registry_catalog(registry)
+        storage.path, live_attempts=live_attempts_of(runtime), catalog=registry_catalog(registry)
     )
     await query_engine.open()
     admin = create_admin_app(

@@ -23,6 +23,7 @@ from perdure.server.processor.effects import (
     SendToAttempt,
     StartAttempt,
 )
+from perdure.server.processor.model import Invocation
 from perdure.server.processor.processor import Processor
 from perdure.server.storage.interface import Storage, StorageError
 from perdure.server.timers import TimerService
@@ -30,6 +31,11 @@ from perdure.server.timers import TimerService
 log = logging.getLogger("perdure.runtime")
 
 BATCH_COMMANDS_MAX = 4096
+RECOVERY_BACKOFF_S_MAX = 5.0
+
+
+class Unavailable(Exception):
+    """The store cannot take writes right now; new work is refused (503)."""
 
 
 def wall_clock_ms() -> int:
@@ -40,13 +46,14 @@ class Runtime:
     def __init__(
         self,
         storage: Storage,
-        processor: Processor,
+        make_processor: Callable[[], Processor],
         invoker: Invoker,
         *,
         clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self._storage = storage
-        self._processor = processor
+        self._make_processor = make_processor
+        self._processor = make_processor()
         self._invoker = invoker
         self._clock_ms = clock_ms
         self._queue: deque[Command] = deque()
@@ -57,6 +64,10 @@ class Runtime:
         self.healthy = True
         self.batches = 0
         self.commands = 0
+
+    def resident(self) -> dict[bytes, Invocation]:
+        """The current processor's resident invocations (for introspection)."""
+        return self._processor.resident()
 
     def submit(self, cmd: Command) -> None:
         self._queue.append(cmd)
@@ -74,6 +85,8 @@ class Runtime:
         self._replies.pop(token, None)
 
     async def call(self, make: Callable[[int], Command]) -> Reply:
+        if not self.healthy:
+            raise Unavailable("the store cannot write; try again later")
         token, fut = self.request()
         self.submit(make(token))
         try:
@@ -86,7 +99,24 @@ class Runtime:
         await self._flush()
 
     async def run(self) -> None:
-        """The loop; returns only when cancelled or when the store fails."""
+        """The loop. A failed commit leaves memory ahead of the store: the
+        processor is dropped and rebuilt from storage (as after a crash), new
+        work is refused meanwhile, and nothing of the failed batch was
+        acknowledged."""
+        backoff_s = 0.05
+        while True:
+            try:
+                if not self.healthy:
+                    await self._restart_processor()
+                    backoff_s = 0.05
+                await self._loop()
+            except StorageError:
+                log.exception("commit failed; rebuilding the processor from storage")
+                self._fail_pending()
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(RECOVERY_BACKOFF_S_MAX, backoff_s * 2)
+
+    async def _loop(self) -> None:
         queue = self._queue
         while True:
             if not queue:
@@ -101,17 +131,26 @@ class Runtime:
             self.commands += n
             await self._flush()
 
+    def _fail_pending(self) -> None:
+        self.healthy = False
+        self._invoker.abort_all()
+        self._queue.clear()
+        for fut in self._replies.values():
+            if not fut.done():
+                fut.set_exception(Unavailable("the store failed to commit; the request was not accepted"))
+        self._replies.clear()
+
+    async def _restart_processor(self) -> None:
+        self._processor = self._make_processor()
+        self._processor.recover(self._storage, self._clock_ms())
+        await self._flush()
+        self.healthy = True
+        log.info("processor rebuilt from storage; accepting work again")
+
     async def _flush(self) -> None:
         batch, effects = self._processor.take()
         if batch:
-            try:
-                await self._storage.commit_batch(batch)
-            except StorageError:
-                # Memory is now ahead of the store: stop, so a restart reloads
-                # the truth. Nothing of this batch was acknowledged.
-                self.healthy = False
-                log.exception("commit failed; stopping the processor")
-                raise
+            await self._storage.commit_batch(batch)
             self.batches += 1
         self._processor.committed()
         self._release(effects)

@@ -9,7 +9,7 @@ from starlette.routing import BaseRoute, Route
 
 from perdure.protocol.ids import IdError, InvocationId
 from perdure.server.processor.commands import Terminate
-from perdure.server.runtime import Runtime
+from perdure.server.runtime import Runtime, Unavailable
 
 
 def invocation_routes(runtime: Runtime) -> list[BaseRoute]:
@@ -25,7 +25,10 @@ def invocation_routes(runtime: Runtime) -> list[BaseRoute]:
                 },
                 status_code=400,
             )
-        reply = await runtime.call(lambda token: Terminate(raw, mode, token))
+        try:
+            reply = await runtime.call(lambda token: Terminate(raw, mode, token))
+        except Unavailable as exc:
+            return JSONResponse({"message": str(exc), "restate_code": None}, status_code=503)
         if reply.kind == "error":
             return JSONResponse({"message": reply.message, "restate_code": None}, status_code=reply.code)
         return Response(status_code=reply.code, headers={"content-length": "0"})

@@ -26,7 +26,7 @@ from perdure.server.processor.identity import idempotent_id, workflow_id
 from perdure.server.processor.model import Failure, Target
 from perdure.server.processor.schema import SERVICE_TY, handler_kind
 from perdure.server.registry import Registry
-from perdure.server.runtime import Runtime
+from perdure.server.runtime import Runtime, Unavailable
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -77,6 +77,8 @@ class Ingress:
             await self._route(scope, receive, send, origin)
         except IngressError as exc:
             await _send_error(send, exc.status, exc.message, "ingress", exc.invocation_id, origin)
+        except Unavailable as exc:
+            await _send_error(send, 503, str(exc), "ingress", None, origin)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send, origin: bytes | None) -> None:
         raw_path: str = scope["path"]

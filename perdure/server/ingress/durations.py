@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-_UNITS_MS = {
+_UNITS_MS: dict[str, float] = {
     "ns": 1e-6,
     "us": 1e-3,
     "µs": 1e-3,
@@ -63,9 +63,9 @@ def parse_duration_ms(text: str) -> int:
             if text[pos:].strip().isdigit():
                 raise DurationError("time unit needed, for example 500ms or 10s")
             raise DurationError(f"expected a number followed by a unit at position {pos}")
-        unit = _UNITS_MS.get(m.group(2))
-        if unit is None:
+        unit_ms = _UNITS_MS.get(m.group(2))
+        if unit_ms is None:
             raise DurationError(f"unknown time unit '{m.group(2)}'")
-        total += int(m.group(1)) * unit
+        total += int(m.group(1)) * unit_ms
         pos = m.end()
     return int(total)

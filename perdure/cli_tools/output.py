@@ -53,7 +53,7 @@ def print_table(
     names = list(columns) if columns is not None else columns_of(rows)
     table = Table(title=title, show_edge=False, header_style="bold")
     for name in names:
-        table.add_column(name.upper())
+        table.add_column(name.upper(), overflow="fold")
     for row in rows:
         table.add_row(*(cell(row.get(name)) for name in names))
     stdout.print(table)

@@ -5,6 +5,7 @@ committed to a real SQLite store, and the query engine reads that file."""
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Collection
 from pathlib import Path
@@ -26,7 +27,7 @@ from perdure.server.processor.processor import Processor
 from perdure.server.query.catalog import Catalog, DeploymentRow, ServiceRow
 from perdure.server.query.encode import to_arrow, to_json
 from perdure.server.query.engine import QueryEngine, QueryError, QueryLimits
-from perdure.server.query.functions import timestamp_text
+from perdure.server.query.functions import invocation_id_text, timestamp_text
 from perdure.server.query.tables import TABLES
 from perdure.server.storage.sqlite import SqliteStorage
 from tests.unit.schema_fixture import SCHEMA
@@ -361,3 +362,9 @@ CLI_JOURNAL_QUERY = (
     "sj.name, sj.promise_name, sj.version, sj.entry_json, sj.appended_at FROM sys_journal sj "
     "WHERE sj.id = '<id>' ORDER BY index DESC LIMIT 100"
 )
+
+
+def test_fast_id_rendering_equals_the_protocol_ids() -> None:
+    samples = [bytes(24), b"\xff" * 24, *(os.urandom(24) for _ in range(2000))]
+    for raw in samples:
+        assert invocation_id_text(raw) == str(InvocationId.from_raw(raw))

@@ -8,7 +8,7 @@ import base64
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from perdure.protocol.errors import ProtocolError
 
@@ -48,13 +48,16 @@ class InvocationId:
 
     partition_key: int
     uuid: bytes  # 16 bytes
+    raw: bytes = field(init=False, compare=False, repr=False)
+    _text: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def raw(self) -> bytes:
-        return self.partition_key.to_bytes(8, "big") + self.uuid
+    def __post_init__(self) -> None:
+        raw = self.partition_key.to_bytes(8, "big") + self.uuid
+        object.__setattr__(self, "raw", raw)
+        object.__setattr__(self, "_text", _inv_str(raw))
 
     def __str__(self) -> str:
-        return _inv_str(self.raw)
+        return self._text
 
     @classmethod
     def from_raw(cls, raw: bytes) -> InvocationId:

@@ -108,6 +108,28 @@ def test_restate_invocations_list_shows_sleeping_and_stuck(scenario: Scenario, h
     assert "backing-off" in listing and "KeyError('LEDGER_PATH')" in listing
 
 
+@pytest.mark.parametrize(
+    "args, shown, hidden",
+    [
+        (["--service", "Steps"], "sleeping", "stuck"),
+        (["--handler", "run"], "stuck", "sleeping"),
+        (["--status", "backing-off"], "stuck", "sleeping"),
+    ],
+)
+def test_restate_invocations_list_filters(
+    scenario: Scenario, home: Path, args: list[str], shown: str, hidden: str
+) -> None:
+    listing = ok(restate(scenario.server, home, "invocations", "list", *args))
+    assert getattr(scenario, shown) in listing and getattr(scenario, hidden) not in listing
+
+
+def test_restate_invocations_list_by_deployment(scenario: Scenario, home: Path) -> None:
+    listing = ok(
+        restate(scenario.server, home, "invocations", "list", "--deployment", scenario.deployment_id)
+    )
+    assert scenario.sleeping in listing and scenario.stuck not in listing
+
+
 def test_restate_invocations_describe_shows_the_journal(scenario: Scenario, home: Path) -> None:
     sleeping = ok(restate(scenario.server, home, "invocations", "describe", scenario.sleeping))
     assert "Steps/sleepy" in sleeping

@@ -256,6 +256,8 @@ async def test_cli_invocation_queries_run_unchanged(world: World, engine: QueryE
     assert listing[0]["num_retries"] == 1 and listing[0]["target"] == "Greeter/greet"
     count = await engine.execute(CLI_COUNT_QUERY)
     assert count.rows == [(1,)]
+    filtered = await engine.execute(CLI_COUNT_QUERY + " AND inv.target_service_name = 'Greeter'")
+    assert filtered.rows == [(1,)]
     journal = await rows(engine, CLI_JOURNAL_QUERY.replace("<id>", inv))
     assert [r["entry_type"] for r in journal] == ["Command: Input"]
     probe = await engine.execute(

@@ -94,7 +94,11 @@ async def serve(settings: Settings) -> None:
         async with asyncio.TaskGroup() as tg:
             invoker.bind(tg)
             await runtime.recover()
-            core = [tg.create_task(runtime.run()), tg.create_task(runtime.timers.run())]
+            core = [
+                tg.create_task(runtime.run()),
+                tg.create_task(runtime.timers.run()),
+                tg.create_task(runtime.sweep_retention()),
+            ]
             servers = [tg.create_task(ingress_server.serve()), tg.create_task(admin_server.serve())]
             while not (ingress_server.started and admin_server.started):
                 await asyncio.sleep(0.005)

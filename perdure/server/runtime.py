@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 
 from perdure.server.invoker.invoker import Invoker
-from perdure.server.processor.commands import Command
+from perdure.server.processor.commands import Command, Terminate
 from perdure.server.processor.effects import (
     AbortAttempt,
     ArmTimer,
@@ -32,6 +32,8 @@ log = logging.getLogger("perdure.runtime")
 
 BATCH_COMMANDS_MAX = 4096
 RECOVERY_BACKOFF_S_MAX = 5.0
+RETENTION_SWEEP_INTERVAL_S = 30.0
+RETENTION_SWEEP_BATCH_MAX = 1000
 
 
 class Unavailable(Exception):
@@ -93,6 +95,16 @@ class Runtime:
             return await fut
         finally:
             self._replies.pop(token, None)
+
+    async def sweep_retention(self) -> None:
+        """Purge completed invocations whose retention ran out (the processor
+        checks again, so a sweep racing a new submission does no harm)."""
+        while True:
+            await asyncio.sleep(RETENTION_SWEEP_INTERVAL_S)
+            if not self.healthy:
+                continue
+            for raw in self._storage.expired(self._clock_ms(), RETENTION_SWEEP_BATCH_MAX):
+                self.submit(Terminate(raw, "expire", 0))
 
     async def recover(self) -> None:
         self._processor.recover(self._storage, self._clock_ms())

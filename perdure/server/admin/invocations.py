@@ -42,6 +42,12 @@ def invocation_routes(runtime: Runtime) -> list[BaseRoute]:
     async def purge(request: Request) -> Response:
         return await terminate(request, "purge")
 
+    async def pause(request: Request) -> Response:
+        return await terminate(request, "pause")
+
+    async def resume(request: Request) -> Response:
+        return await terminate(request, "resume")
+
     async def delete(request: Request) -> Response:
         mode = request.query_params.get("mode", "Cancel").lower()
         if mode not in ("cancel", "kill", "purge"):
@@ -55,5 +61,7 @@ def invocation_routes(runtime: Runtime) -> list[BaseRoute]:
         Route("/invocations/{id}/cancel", cancel, methods=["PATCH"]),
         Route("/invocations/{id}/kill", kill, methods=["PATCH"]),
         Route("/invocations/{id}/purge", purge, methods=["PATCH"]),
+        Route("/invocations/{id}/pause", pause, methods=["PATCH"]),
+        Route("/invocations/{id}/resume", resume, methods=["PATCH"]),
         Route("/invocations/{id}", delete, methods=["DELETE"]),
     ]

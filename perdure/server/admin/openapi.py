@@ -16,9 +16,15 @@ _PATHS = {
     "/invocations/{invocation_id}/cancel": {"patch": "Cancel an invocation"},
     "/invocations/{invocation_id}/kill": {"patch": "Kill an invocation"},
     "/invocations/{invocation_id}/purge": {"patch": "Purge a completed invocation"},
+    "/invocations/{invocation_id}/pause": {"patch": "Pause a running or backing-off invocation"},
+    "/invocations/{invocation_id}/resume": {"patch": "Resume a paused invocation"},
     "/invocations/{invocation_id}": {"delete": "Cancel, kill or purge (mode=Cancel|Kill|Purge)"},
     "/query": {"post": "SQL over live runtime state"},
 }
+
+
+def _operation_id(method: str, path: str) -> str:
+    return f"{method}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
 
 
 def admin_openapi(version: str) -> dict[str, Any]:
@@ -27,7 +33,7 @@ def admin_openapi(version: str) -> dict[str, Any]:
         paths[path] = {
             method: {
                 "summary": summary,
-                "operationId": f"{method}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
+                "operationId": _operation_id(method, path),
                 "responses": {"200": {"description": "OK"}},
             }
             for method, summary in ops.items()

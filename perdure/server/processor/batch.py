@@ -23,6 +23,7 @@ class WriteBatch:
     inbox_add: list[tuple[str, str, int, bytes]] = field(default_factory=list)  # svc, key, seq, id
     inbox_delete: list[tuple[str, str, int]] = field(default_factory=list)
     promises: list[tuple[str, str, str, bytes | None]] = field(default_factory=list)  # svc, key, name, record
+    promises_clear: list[tuple[str, str]] = field(default_factory=list)  # all promises of a workflow key
 
     def __bool__(self) -> bool:
         return bool(
@@ -39,4 +40,5 @@ class WriteBatch:
             or self.inbox_add
             or self.inbox_delete
             or self.promises
+            or self.promises_clear
         )

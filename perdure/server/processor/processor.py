@@ -811,6 +811,12 @@ class Processor:
 
     def _purge(self, inv: Invocation) -> None:
         raw = inv.id.raw
+        t = inv.target
+        if t.handler_ty == "workflow" and t.key is not None:
+            self._state.pop((t.service, t.key), None)
+            self._batch.state_clear.append((t.service, t.key))
+            self._promises.forget(t.service, t.key)
+            self._batch.promises_clear.append((t.service, t.key))
         self._resident.pop(raw, None)
         self._dirty.pop(raw, None)
         self._batch.invocations[raw] = None
@@ -866,45 +872,64 @@ class Processor:
     def _on_terminate(self, cmd: Terminate) -> None:
         inv = self._get(cmd.raw_id)
         if inv is None:
-            self._effects.append(
-                Reply(
-                    cmd.token,
-                    "error",
-                    code=404,
-                    message=f"The requested invocation '{InvocationId.from_raw(cmd.raw_id)}' does not exist",
-                )
-            )
+            text = InvocationId.from_raw(cmd.raw_id)
+            self._answer(cmd.token, 404, f"The requested invocation '{text}' does not exist")
+            return
+        if cmd.mode == "expire":  # the retention sweeper: no one waits for an answer
+            if self._expired(inv):
+                self._purge(inv)
             return
         if cmd.mode == "purge":
             if inv.status != COMPLETED:
-                self._effects.append(
-                    Reply(
-                        cmd.token,
-                        "error",
-                        code=409,
-                        message=f"The invocation '{inv.id_str}' is not yet completed.",
-                    )
-                )
+                self._answer(cmd.token, 409, f"The invocation '{inv.id_str}' is not yet completed.")
                 return
             self._purge(inv)
-            self._effects.append(Reply(cmd.token, "ok", code=200))
+            self._answer(cmd.token, 200)
             return
         if inv.status == COMPLETED:
-            self._effects.append(
-                Reply(
-                    cmd.token,
-                    "error",
-                    code=409,
-                    message=f"The invocation '{inv.id_str}' was already completed.",
-                )
-            )
+            verb = "is completed, cannot be resumed" if cmd.mode == "resume" else "was already completed"
+            self._answer(cmd.token, 409, f"The invocation '{inv.id_str}' {verb}.")
             return
         if cmd.mode == "kill":
             self._complete(inv, Outcome(failure=KILLED))
-            self._effects.append(Reply(cmd.token, "ok", code=200))
-        else:
+            self._answer(cmd.token, 200)
+        elif cmd.mode == "cancel":
             self._signal(inv.id.raw, SIGNAL_CANCEL, {"void": pb.Void()})
-            self._effects.append(Reply(cmd.token, "ok", code=202))
+            self._answer(cmd.token, 202)
+        elif cmd.mode == "pause":
+            self._pause(inv, cmd.token)
+        elif cmd.mode == "resume":
+            self._resume(inv, cmd.token)
+        else:
+            self._answer(cmd.token, 400, f"unknown mode '{cmd.mode}'")
+
+    def _answer(self, token: int, code: int, message: str = "") -> None:
+        kind = "ok" if code < 300 else "error"
+        self._effects.append(Reply(token, kind, code=code, message=message))
+
+    def _pause(self, inv: Invocation, token: int) -> None:
+        if inv.status == PAUSED:
+            self._answer(token, 200)
+            return
+        if inv.status != INVOKED:
+            self._answer(token, 409, f"The invocation '{inv.id_str}' is not running, cannot be paused.")
+            return
+        if inv.attempt_live:
+            self._effects.append(AbortAttempt(inv.id.raw, inv.attempt))
+            inv.attempt_live = False
+        inv.status = PAUSED
+        inv.next_retry_at_ms = None
+        self._touch(inv)
+        self._answer(token, 202)
+
+    def _resume(self, inv: Invocation, token: int) -> None:
+        if inv.status != PAUSED:
+            self._answer(token, 409, f"The invocation '{inv.id_str}' is not paused.")
+            return
+        inv.status = INVOKED
+        inv.retry_count = 0  # the retry policy starts afresh
+        self._start_attempt(inv)
+        self._answer(token, 200)
 
 
 def _failed_from_error(inv: Invocation, msg: Any) -> AttemptFailed:

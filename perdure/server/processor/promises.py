@@ -35,6 +35,10 @@ class PromiseCache:
             self._cache[k] = p
         return p
 
+    def forget(self, service: str, key: str) -> None:
+        for k in [k for k in self._cache if k[0] == service and k[1] == key]:
+            del self._cache[k]
+
     def record(self, service: str, key: str, name: str) -> tuple[str, str, str, bytes]:
         return (service, key, name, encode_promise(self._cache[(service, key, name)]))
 

@@ -68,6 +68,9 @@ class MemoryStorage:
             self.inbox[(svc, key)].pop(seq, None)
         for svc, key, seq, raw in b.inbox_add:
             self.inbox[(svc, key)][seq] = raw
+        for svc, key in b.promises_clear:
+            for k in [k for k in self.promises if k[0] == svc and k[1] == key]:
+                del self.promises[k]
         for svc, key, name, rec in b.promises:
             if rec is None:
                 self.promises.pop((svc, key, name), None)
@@ -94,6 +97,15 @@ class MemoryStorage:
 
     def get_promise(self, service: str, key: str, name: str) -> bytes | None:
         return self.promises.get((service, key, name))
+
+    def expired(self, now_ms: int, limit: int) -> list[bytes]:
+        out = []
+        for raw, rec in self.invocations.items():
+            inv = decode_record(raw, rec)
+            done_ms = inv.completed_at_ms
+            if done_ms is not None and done_ms + inv.completion_retention_ms <= now_ms:
+                out.append(raw)
+        return out[:limit]
 
     def load_running(self) -> list[Invocation]:
         out = []

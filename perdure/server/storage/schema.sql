@@ -8,9 +8,11 @@ CREATE TABLE IF NOT EXISTS invocation (
   service TEXT NOT NULL,
   key TEXT,
   created_at INTEGER NOT NULL,
+  expires_at INTEGER, -- completed invocations: when their retention runs out
   record BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS invocation_status ON invocation (status);
+CREATE INDEX IF NOT EXISTS invocation_expiry ON invocation (expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS journal (
   id BLOB NOT NULL,
   idx INTEGER NOT NULL,

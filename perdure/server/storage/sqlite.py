@@ -99,10 +99,13 @@ class SqliteStorage:
                 deletes = [(k,) for k, v in b.invocations.items() if v is None]
                 if upserts:
                     ex(
-                        "INSERT INTO invocation (id, status, service, key, created_at, record) "
-                        "VALUES (?, json_extract(?2, '$.status'), json_extract(?2, '$.s'), "
-                        "json_extract(?2, '$.k'), json_extract(?2, '$.c'), ?2) "
-                        "ON CONFLICT (id) DO UPDATE SET status = excluded.status, record = excluded.record",
+                        "INSERT INTO invocation (id, status, service, key, created_at, expires_at, record) "
+                        "VALUES (?1, json_extract(?2, '$.status'), json_extract(?2, '$.s'), "
+                        "json_extract(?2, '$.k'), json_extract(?2, '$.c'), "
+                        "CASE WHEN json_extract(?2, '$.status') = 'completed' "
+                        "THEN json_extract(?2, '$.ca') + json_extract(?2, '$.cr') END, ?2) "
+                        "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+                        "expires_at = excluded.expires_at, record = excluded.record",
                         upserts,
                     )
                 if deletes:
@@ -138,6 +141,8 @@ class SqliteStorage:
                 ex("DELETE FROM inbox WHERE service = ? AND key = ? AND seq = ?", b.inbox_delete)
             if b.inbox_add:
                 ex("INSERT INTO inbox (service, key, seq, id) VALUES (?, ?, ?, ?)", b.inbox_add)
+            if b.promises_clear:
+                ex("DELETE FROM promise WHERE service = ? AND key = ?", b.promises_clear)
             for svc, key, name, rec in b.promises:
                 if rec is None:
                     conn.execute(
@@ -204,6 +209,17 @@ class SqliteStorage:
             .fetchone()
         )
         return None if row is None else bytes(row[0])
+
+    def expired(self, now_ms: int, limit: int) -> list[bytes]:
+        rows = (
+            self._r()
+            .execute(
+                "SELECT id FROM invocation WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?",
+                (now_ms, limit),
+            )
+            .fetchall()
+        )
+        return [bytes(r[0]) for r in rows]
 
     def load_running(self) -> list[Invocation]:
         rows = (

@@ -75,6 +75,7 @@ class Checker:
         self.acquired: dict[str, dict[str, None]] = {}
         self.acked_sends: dict[bytes, str] = {}
         self.replied: dict[bytes, Reply] = {}
+        self._decoded: dict[bytes, tuple[bytes, Invocation]] = {}
 
     def token_name(self, raw: bytes) -> str:
         return self.names.get(raw) or str(InvocationId.from_raw(raw))
@@ -140,8 +141,9 @@ class Checker:
 
     def after_commit(self, batch: WriteBatch) -> None:
         for raw in batch.journal_delete:
-            self.notified.pop(raw, None)
-            self.acked.pop(raw, None)
+            self.notified.pop(raw, None)  # rewritten entries are checked again below
+            if raw in batch.invocations and batch.invocations[raw] is None:
+                self.acked.pop(raw, None)  # purged: nothing of it is acknowledged any more
         for raw, _, msg_type, body, ts in batch.journal:
             if msg_type == T.SLEEP:
                 sleep = decode(msg_type, body)
@@ -189,7 +191,9 @@ class Checker:
         for raw, rec in batch.invocations.items():
             if rec is None:
                 continue
-            n = decode_record(raw, rec).journal_length
+            stored = self._stored(raw)
+            assert stored is not None
+            n = stored.journal_length
             j = self.w.storage.journal.get(raw, {})
             if len(j) != n or (j and max(j) != n - 1):
                 raise Violation(
@@ -218,8 +222,19 @@ class Checker:
                     )
 
     def _stored_status(self, raw: bytes) -> str | None:
-        inv = self.w.storage.get_invocation(raw)
+        inv = self._stored(raw)
         return None if inv is None else inv.status
+
+    def _stored(self, raw: bytes) -> Invocation | None:
+        """The stored record, decoded once per stored version."""
+        rec = self.w.storage.invocations.get(raw)
+        if rec is None:
+            return None
+        cached = self._decoded.get(raw)
+        if cached is None or cached[0] is not rec:
+            cached = (rec, decode_record(raw, rec))
+            self._decoded[raw] = cached
+        return cached[1]
 
     def after_recover(self) -> None:
         """Every entry an effect referred to is still in storage, unchanged."""
@@ -248,7 +263,7 @@ class Checker:
             self._check_start_journal(e)
         elif isinstance(e, Reply) and e.invocation_id is not None and e.kind in ("outcome", "accepted"):
             raw = InvocationId.parse(e.invocation_id).raw
-            inv = self.w.storage.get_invocation(raw)
+            inv = self._stored(raw)
             if inv is None:
                 raise Violation(
                     "no effect is released before its batch is durable",
@@ -344,7 +359,7 @@ class Checker:
             if earlier in acquired:
                 continue
             raw = self.raws.get(earlier)
-            inv = self.w.storage.get_invocation(raw) if raw is not None else None
+            inv = self._stored(raw) if raw is not None else None
             if inv is None or inv.status != COMPLETED:
                 raise Violation(
                     "calls on one key run in the order they were accepted",
@@ -365,6 +380,11 @@ class Checker:
 
     def at_quiescence(self) -> None:
         st = self.w.storage
+        locked = {**st.locks, **self.w.processor.locks()}
+        if locked or any(st.inbox.values()):
+            raise Violation("no key is left locked", f"locks {sorted(locked)}, inbox {dict(st.inbox)}")
+        if st.timers:
+            raise Violation("no timer is left", f"{sorted(st.timers)[:3]}")
         invocations = {raw: decode_record(raw, rec) for raw, rec in st.invocations.items()}
         for raw, inv in invocations.items():
             outcome = "ok" if inv.outcome is not None and inv.outcome.failure is None else str(inv.outcome)
@@ -384,11 +404,6 @@ class Checker:
                 raise Violation(
                     "replies are final", f"{self.token_name(raw)} replied {reply.outcome}, now {now}"
                 )
-        locked = {**st.locks, **self.w.processor.locks()}
-        if locked or any(st.inbox.values()):
-            raise Violation("no key is left locked", f"locks {sorted(locked)}, inbox {dict(st.inbox)}")
-        if st.timers:
-            raise Violation("no timer is left", f"{sorted(st.timers)[:3]}")
         self.after_recover()
         self._check_counters(invocations)
 

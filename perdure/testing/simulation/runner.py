@@ -15,6 +15,7 @@ class SimResult:
     seed: int
     steps: int
     stats: Stats
+    fingerprint: str
 
 
 def run_seed(seed: int, config: SimConfig | None = None) -> SimResult:
@@ -23,11 +24,12 @@ def run_seed(seed: int, config: SimConfig | None = None) -> SimResult:
     try:
         world.run()
     except Violation as v:
-        raise SimulationFailure(seed, world.step_no, v.invariant, v.detail, list(world.trace)) from v
+        # `from None` and no traceback kept by callers: a failure must not pin its world in memory.
+        raise SimulationFailure(seed, world.step_no, v.invariant, v.detail, list(world.trace)) from None
     except Exception as exc:
         exc.add_note(f"simulation seed {seed}, step {world.step_no}")
         raise
-    return SimResult(seed, world.step_no, world.stats)
+    return SimResult(seed, world.step_no, world.stats, world.fingerprint())
 
 
 def run_seeds(
@@ -40,7 +42,7 @@ def run_seeds(
         try:
             results.append(run_seed(seed, config))
         except SimulationFailure as f:
-            failures.append(f)
+            failures.append(f.with_traceback(None))
     return results, failures
 
 
@@ -50,5 +52,5 @@ def first_failure(seeds: Iterable[int], config: SimConfig | None = None) -> Simu
         try:
             run_seed(seed, config)
         except SimulationFailure as f:
-            return f
+            return f.with_traceback(None)
     return None

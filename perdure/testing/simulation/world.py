@@ -10,6 +10,7 @@ same seed always produces the same run."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 from collections import deque
@@ -184,6 +185,21 @@ class World:
             raise Violation("the system quiesces", f"still busy after {self.config.quiesce_steps_max} steps")
         self.trace.append(f"{self.step_no} quiescent at {self.now_ms - EPOCH_MS}ms")
         self.check.at_quiescence()
+
+    def fingerprint(self) -> str:
+        """A digest of everything durable: equal for two runs of one seed."""
+        st = self.storage
+        h = hashlib.sha256()
+        for part in (
+            sorted(st.invocations.items()),
+            sorted((raw, sorted(j.items())) for raw, j in st.journal.items()),
+            sorted((k, sorted(v.items())) for k, v in st.state.items()),
+            sorted(st.promises.items()),
+            self.step_no,
+            self.now_ms,
+        ):
+            h.update(repr(part).encode())
+        return h.hexdigest()
 
     # ------------------------------------------------------------------ clients and admin
 

@@ -1,0 +1,124 @@
+"""The seeded simulation of the partition processor: many short seeds hold
+every invariant, a seed replays exactly, and the runs really exercise faults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from perdure.testing.simulation import SimConfig, SimulationFailure, run_seed, run_seeds
+
+SEEDS = int(os.environ.get("PERDURE_SIM_SEEDS", "1000"))
+
+# Open processor bug (reported to the lead engineer): WriteBatch keeps adds and
+# deletes of locks, inbox rows and state in separate lists, and the stores apply
+# deletes first, so a lock set then released, an inbox row added then consumed,
+# or a state key set then cleared within one batch survives in storage. See
+# tests/sim/test_batch_order.py. Delete this set once that is fixed.
+KNOWN_BUG_INVARIANTS = frozenset(
+    {"durable locks and inboxes agree with invocation records", "state mutations apply in journal order"}
+)
+
+
+def test_many_seeds_hold_every_invariant() -> None:
+    _, failures = run_seeds(range(SEEDS))
+    unknown = [f for f in failures if f.invariant not in KNOWN_BUG_INVARIANTS]
+    if unknown:
+        first = unknown[0]
+        trace = "\n".join(first.trace[-30:])
+        pytest.fail(f"{len(unknown)} of {SEEDS} seeds failed; first:\n{first}\n{trace}")
+    if failures:
+        seeds = Counter(f.invariant for f in failures)
+        pytest.xfail(f"only the known batch-order bug fails ({dict(seeds)}); e.g. {failures[0]}")
+
+
+def outcome(seed: int) -> str:
+    """What a run ends with: its durable state's digest, or its failure."""
+    try:
+        return run_seed(seed).fingerprint
+    except SimulationFailure as f:
+        return f"{f.step} {f.invariant}: {f.detail}"
+
+
+def test_a_seed_replays_to_the_same_end() -> None:
+    assert outcome(3) == outcome(3)
+    assert outcome(4) != outcome(3)
+
+
+def test_a_seed_replays_under_another_hash_seed() -> None:
+    """Set and dict order of str/bytes must not leak into the run."""
+    code = "from tests.sim.test_simulation_seeds import outcome; print(outcome(5))"
+    prints = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+        for hash_seed in ("1", "2")
+    }
+    assert prints == {outcome(5)}
+
+
+def test_a_failure_names_its_seed_and_step_and_replays() -> None:
+    failure = None
+    config = SimConfig(steps=150)
+    for seed in range(200):
+        try:
+            run_seed(seed, config)
+        except SimulationFailure as f:
+            failure = f
+            break
+    if failure is None:
+        pytest.skip("no failing seed left to replay (the known bug is fixed); covered by the fault tests")
+    with pytest.raises(SimulationFailure) as again:
+        run_seed(failure.seed, config)
+    assert (again.value.step, again.value.invariant, again.value.detail) == (
+        failure.step,
+        failure.invariant,
+        failure.detail,
+    )
+    assert f"--seed {failure.seed}" in str(failure)
+
+
+def test_runs_exercise_crashes_faults_retries_suspensions_and_termination() -> None:
+    totals: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
+    results, _ = run_seeds(range(80))
+    for r in results:
+        for name in (
+            "crashes",
+            "storage_faults",
+            "suspensions",
+            "sdk_errors",
+            "transport_failures",
+            "terminations",
+            "timers_fired",
+            "runs_executed",
+        ):
+            totals[name] += getattr(r.stats, name)
+        outcomes.update(r.stats.by_outcome)
+    assert len(results) > 10
+    assert all(totals[k] > 5 for k in totals), totals
+    assert outcomes["ok"] > 300
+    assert any("killed" in o for o in outcomes) and any("cancelled" in o for o in outcomes), outcomes
+
+
+def test_command_line_runs_seeds_and_prints_a_replayable_failure() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "perdure.testing.simulation", "--seeds", "3", "--keep-going"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    failed = [seed for seed in range(3) if not outcome(seed).isalnum()]
+    assert proc.returncode == (1 if failed else 0), proc.stdout + proc.stderr
+    assert "ran 3 seeds in" in proc.stdout and f"{len(failed)} failed" in proc.stdout
+    for seed in failed:
+        assert f"--seed {seed} --trace" in proc.stdout

@@ -1,44 +1,50 @@
 """A write batch: every storage mutation of one processor step, committed in
-one transaction and one fsync."""
+one transaction and one fsync.
+
+Keyed mutations (state, locks, inbox, promises) are kept as ONE ordered list
+of operations: a key set then cleared, a lock taken then released, an inbox
+row added then consumed within one batch must end as the last operation left
+them, so stores apply `ops` strictly in order."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
 
 from perdure.server.processor.commands import Timer
+
+
+class Op(IntEnum):
+    STATE_SET = 1  # (service, key, state key, value)
+    STATE_DELETE = 2  # (service, key, state key)
+    STATE_CLEAR = 3  # (service, key)
+    LOCK_SET = 4  # (service, key, invocation id)
+    LOCK_DELETE = 5  # (service, key)
+    INBOX_ADD = 6  # (service, key, seq, invocation id)
+    INBOX_DELETE = 7  # (service, key, seq)
+    PROMISE_PUT = 8  # (service, key, name, record)
+    PROMISE_CLEAR = 9  # (service, key): all promises of a workflow key
 
 
 @dataclass(slots=True)
 class WriteBatch:
     invocations: dict[bytes, bytes | None] = field(default_factory=dict)  # raw id -> record (None: delete)
     journal: list[tuple[bytes, int, int, bytes, int]] = field(default_factory=list)  # id, idx, type, body, ts
-    journal_delete: list[bytes] = field(default_factory=list)
-    state_set: list[tuple[str, str, bytes, bytes]] = field(default_factory=list)
-    state_delete: list[tuple[str, str, bytes]] = field(default_factory=list)
-    state_clear: list[tuple[str, str]] = field(default_factory=list)
+    journal_delete: list[bytes] = field(default_factory=list)  # applied before `journal`
     timers_add: list[Timer] = field(default_factory=list)
     timers_delete: list[Timer] = field(default_factory=list)
-    locks_set: list[tuple[str, str, bytes]] = field(default_factory=list)
-    locks_delete: list[tuple[str, str]] = field(default_factory=list)
-    inbox_add: list[tuple[str, str, int, bytes]] = field(default_factory=list)  # svc, key, seq, id
-    inbox_delete: list[tuple[str, str, int]] = field(default_factory=list)
-    promises: list[tuple[str, str, str, bytes | None]] = field(default_factory=list)  # svc, key, name, record
-    promises_clear: list[tuple[str, str]] = field(default_factory=list)  # all promises of a workflow key
+    ops: list[tuple[Op, tuple[Any, ...]]] = field(default_factory=list)
+
+    def op(self, kind: Op, *args: Any) -> None:
+        self.ops.append((kind, args))
 
     def __bool__(self) -> bool:
         return bool(
             self.invocations
             or self.journal
             or self.journal_delete
-            or self.state_set
-            or self.state_delete
-            or self.state_clear
             or self.timers_add
             or self.timers_delete
-            or self.locks_set
-            or self.locks_delete
-            or self.inbox_add
-            or self.inbox_delete
-            or self.promises
-            or self.promises_clear
+            or self.ops
         )

@@ -19,7 +19,7 @@ from perdure.protocol.codec import decode, is_command
 from perdure.protocol.errors import ProtocolError
 from perdure.protocol.ids import SIGNAL_CANCEL, IdError, InvocationId, random_seed_of
 from perdure.server.processor import promises as prom
-from perdure.server.processor.batch import WriteBatch
+from perdure.server.processor.batch import Op, WriteBatch
 from perdure.server.processor.commands import (
     TIMER_DELAYED_INVOKE,
     TIMER_RETRY,
@@ -308,13 +308,13 @@ class Processor:
             if lk in self._locks:
                 self._inbox_seq += 1
                 self._inbox.setdefault(lk, deque()).append((self._inbox_seq, inv.id.raw))
-                self._batch.inbox_add.append((t.service, t.key, self._inbox_seq, inv.id.raw))
+                self._batch.op(Op.INBOX_ADD, t.service, t.key, self._inbox_seq, inv.id.raw)
                 inv.status = INBOXED
                 inv.inboxed_at_ms = self._now
                 self._touch(inv)
                 return
             self._locks[lk] = inv.id.raw
-            self._batch.locks_set.append((t.service, t.key, inv.id.raw))
+            self._batch.op(Op.LOCK_SET, t.service, t.key, inv.id.raw)
         inv.status = INVOKED
         self._touch(inv)
         self._start_attempt(inv)
@@ -330,21 +330,21 @@ class Processor:
         queue = self._inbox.get(lk)
         while queue:
             seq, raw = queue.popleft()
-            self._batch.inbox_delete.append((t.service, t.key, seq))
+            self._batch.op(Op.INBOX_DELETE, t.service, t.key, seq)
             nxt = self._get(raw)
             if nxt is None or nxt.status != INBOXED:
                 continue
             if not queue:
                 del self._inbox[lk]
             self._locks[lk] = raw
-            self._batch.locks_set.append((t.service, t.key, raw))
+            self._batch.op(Op.LOCK_SET, t.service, t.key, raw)
             nxt.status = INVOKED
             self._touch(nxt)
             self._start_attempt(nxt)
             return
         self._inbox.pop(lk, None)
         del self._locks[lk]
-        self._batch.locks_delete.append((t.service, t.key))
+        self._batch.op(Op.LOCK_DELETE, t.service, t.key)
 
     # ------------------------------------------------------------------ attempts
 
@@ -594,21 +594,21 @@ class Processor:
         if t.key is None:
             raise ProtocolError("state is only available to virtual objects and workflows")
         self._state_of(t)[msg.key] = msg.value.content
-        self._batch.state_set.append((t.service, t.key, msg.key, msg.value.content))
+        self._batch.op(Op.STATE_SET, t.service, t.key, msg.key, msg.value.content)
 
     def _cmd_clear_state(self, inv: Invocation, msg: Any) -> None:
         t = inv.target
         if t.key is None:
             raise ProtocolError("state is only available to virtual objects and workflows")
         self._state_of(t).pop(msg.key, None)
-        self._batch.state_delete.append((t.service, t.key, msg.key))
+        self._batch.op(Op.STATE_DELETE, t.service, t.key, msg.key)
 
     def _cmd_clear_all_state(self, inv: Invocation, msg: Any) -> None:
         t = inv.target
         if t.key is None:
             raise ProtocolError("state is only available to virtual objects and workflows")
         self._state_of(t).clear()
-        self._batch.state_clear.append((t.service, t.key))
+        self._batch.op(Op.STATE_CLEAR, t.service, t.key)
 
     def _cmd_sleep(self, inv: Invocation, msg: Any) -> None:
         self._add_timer(Timer(msg.wake_up_time, inv.id.raw, TIMER_SLEEP, msg.result_completion_id))
@@ -746,7 +746,7 @@ class Processor:
                 self._notify(inv, msg_type, _result_notification(cid, p.outcome))
             else:
                 p.waiters.append(CallerRef(inv.id_str, cid, T.GET_PROMISE_COMPLETION))
-                self._batch.promises.append(self._promises.record(t.service, t.key, msg.key))
+                self._batch.op(Op.PROMISE_PUT, *self._promises.record(t.service, t.key, msg.key))
         elif msg_type == T.PEEK_PROMISE_COMPLETION:
             if p.outcome is not None:
                 self._notify(inv, msg_type, _result_notification(cid, p.outcome))
@@ -764,7 +764,7 @@ class Processor:
             else:
                 p.outcome = Outcome(value=msg.completion_value.content)
             waiters, p.waiters = p.waiters, []
-            self._batch.promises.append(self._promises.record(t.service, t.key, msg.key))
+            self._batch.op(Op.PROMISE_PUT, *self._promises.record(t.service, t.key, msg.key))
             self._notify(inv, msg_type, pb.NotificationMessage(completion_id=cid, void=pb.Void()))
             for w in waiters:
                 self._deliver_outcome(w, p.outcome)
@@ -805,7 +805,7 @@ class Processor:
         for item in list(q):
             if item[1] == inv.id.raw:
                 q.remove(item)
-                self._batch.inbox_delete.append((t.service, t.key, item[0]))
+                self._batch.op(Op.INBOX_DELETE, t.service, t.key, item[0])
         if not q:
             del self._inbox[(t.service, t.key)]
 
@@ -814,9 +814,9 @@ class Processor:
         t = inv.target
         if t.handler_ty == "workflow" and t.key is not None:
             self._state.pop((t.service, t.key), None)
-            self._batch.state_clear.append((t.service, t.key))
+            self._batch.op(Op.STATE_CLEAR, t.service, t.key)
             self._promises.forget(t.service, t.key)
-            self._batch.promises_clear.append((t.service, t.key))
+            self._batch.op(Op.PROMISE_CLEAR, t.service, t.key)
         self._resident.pop(raw, None)
         self._dirty.pop(raw, None)
         self._batch.invocations[raw] = None

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
+from typing import Any
 
-from perdure.server.processor.batch import WriteBatch
+from perdure.server.processor.batch import Op, WriteBatch
 from perdure.server.processor.commands import Timer
 from perdure.server.processor.model import INVOKED, PAUSED, Entry, Invocation, decode_record
 from perdure.server.storage.interface import StorageError
@@ -52,31 +53,32 @@ class MemoryStorage:
             if idx in j:
                 raise StorageError(f"journal index {idx} of {raw.hex()} written twice")
             j[idx] = (ty, body, ts)
-        for svc, key in b.state_clear:
-            self.state.pop((svc, key), None)
-        for svc, key, skey in b.state_delete:
-            self.state[(svc, key)].pop(skey, None)
-        for svc, key, skey, value in b.state_set:
-            self.state[(svc, key)][skey] = value
         self.timers.difference_update(b.timers_delete)
         self.timers.update(b.timers_add)
-        for svc, key in b.locks_delete:
-            self.locks.pop((svc, key), None)
-        for svc, key, raw in b.locks_set:
-            self.locks[(svc, key)] = raw
-        for svc, key, seq in b.inbox_delete:
-            self.inbox[(svc, key)].pop(seq, None)
-        for svc, key, seq, raw in b.inbox_add:
-            self.inbox[(svc, key)][seq] = raw
-        for svc, key in b.promises_clear:
-            for k in [k for k in self.promises if k[0] == svc and k[1] == key]:
-                del self.promises[k]
-        for svc, key, name, rec in b.promises:
-            if rec is None:
-                self.promises.pop((svc, key, name), None)
-            else:
-                self.promises[(svc, key, name)] = rec
+        for kind, args in b.ops:
+            self._apply_op(kind, args)
         self.commits += 1
+
+    def _apply_op(self, kind: Op, a: tuple[Any, ...]) -> None:
+        if kind is Op.STATE_SET:
+            self.state[(a[0], a[1])][a[2]] = a[3]
+        elif kind is Op.STATE_DELETE:
+            self.state[(a[0], a[1])].pop(a[2], None)
+        elif kind is Op.STATE_CLEAR:
+            self.state.pop((a[0], a[1]), None)
+        elif kind is Op.LOCK_SET:
+            self.locks[(a[0], a[1])] = a[2]
+        elif kind is Op.LOCK_DELETE:
+            self.locks.pop((a[0], a[1]), None)
+        elif kind is Op.INBOX_ADD:
+            self.inbox[(a[0], a[1])][a[2]] = a[3]
+        elif kind is Op.INBOX_DELETE:
+            self.inbox[(a[0], a[1])].pop(a[2], None)
+        elif kind is Op.PROMISE_PUT:
+            self.promises[(a[0], a[1], a[2])] = a[3]
+        elif kind is Op.PROMISE_CLEAR:
+            for k in [k for k in self.promises if k[0] == a[0] and k[1] == a[1]]:
+                del self.promises[k]
 
     async def get_meta(self, key: str) -> bytes | None:
         return self.meta.get(key)

@@ -12,10 +12,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
 
-from perdure.server.processor.batch import WriteBatch
+from perdure.server.processor.batch import Op, WriteBatch
 from perdure.server.processor.commands import Timer
 from perdure.server.processor.model import (
     INVOKED,
@@ -27,6 +29,18 @@ from perdure.server.processor.model import (
 from perdure.server.storage.interface import StorageError
 
 T = TypeVar("T")
+
+_OP_SQL = {
+    Op.STATE_SET: "INSERT OR REPLACE INTO state (service, key, skey, value) VALUES (?, ?, ?, ?)",
+    Op.STATE_DELETE: "DELETE FROM state WHERE service = ? AND key = ? AND skey = ?",
+    Op.STATE_CLEAR: "DELETE FROM state WHERE service = ? AND key = ?",
+    Op.LOCK_SET: "INSERT OR REPLACE INTO lock (service, key, id) VALUES (?, ?, ?)",
+    Op.LOCK_DELETE: "DELETE FROM lock WHERE service = ? AND key = ?",
+    Op.INBOX_ADD: "INSERT INTO inbox (service, key, seq, id) VALUES (?, ?, ?, ?)",
+    Op.INBOX_DELETE: "DELETE FROM inbox WHERE service = ? AND key = ? AND seq = ?",
+    Op.PROMISE_PUT: "INSERT OR REPLACE INTO promise (service, key, name, record) VALUES (?, ?, ?, ?)",
+    Op.PROMISE_CLEAR: "DELETE FROM promise WHERE service = ? AND key = ?",
+}
 
 SCHEMA_VERSION = 1
 DB_FILE = "perdure.sqlite3"
@@ -114,15 +128,6 @@ class SqliteStorage:
                 ex("DELETE FROM journal WHERE id = ?", [(i,) for i in b.journal_delete])
             if b.journal:
                 ex("INSERT INTO journal (id, idx, type, body, appended_at) VALUES (?, ?, ?, ?, ?)", b.journal)
-            if b.state_clear:
-                ex("DELETE FROM state WHERE service = ? AND key = ?", b.state_clear)
-            if b.state_delete:
-                ex("DELETE FROM state WHERE service = ? AND key = ? AND skey = ?", b.state_delete)
-            if b.state_set:
-                ex(
-                    "INSERT OR REPLACE INTO state (service, key, skey, value) VALUES (?, ?, ?, ?)",
-                    b.state_set,
-                )
             if b.timers_delete:
                 ex(
                     "DELETE FROM timer WHERE wake_at = ? AND id = ? AND kind = ? AND arg = ?",
@@ -133,26 +138,9 @@ class SqliteStorage:
                     "INSERT OR IGNORE INTO timer (wake_at, id, kind, arg) VALUES (?, ?, ?, ?)",
                     [(t.wake_at_ms, t.invocation, t.kind, t.arg) for t in b.timers_add],
                 )
-            if b.locks_delete:
-                ex("DELETE FROM lock WHERE service = ? AND key = ?", b.locks_delete)
-            if b.locks_set:
-                ex("INSERT OR REPLACE INTO lock (service, key, id) VALUES (?, ?, ?)", b.locks_set)
-            if b.inbox_delete:
-                ex("DELETE FROM inbox WHERE service = ? AND key = ? AND seq = ?", b.inbox_delete)
-            if b.inbox_add:
-                ex("INSERT INTO inbox (service, key, seq, id) VALUES (?, ?, ?, ?)", b.inbox_add)
-            if b.promises_clear:
-                ex("DELETE FROM promise WHERE service = ? AND key = ?", b.promises_clear)
-            for svc, key, name, rec in b.promises:
-                if rec is None:
-                    conn.execute(
-                        "DELETE FROM promise WHERE service = ? AND key = ? AND name = ?", (svc, key, name)
-                    )
-                else:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO promise (service, key, name, record) VALUES (?, ?, ?, ?)",
-                        (svc, key, name, rec),
-                    )
+            # Keyed operations strictly in order; runs of one kind go as one executemany.
+            for kind, group in groupby(b.ops, key=itemgetter(0)):
+                ex(_OP_SQL[kind], [args for _, args in group])
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.compat.test_introspection import (
@@ -30,14 +33,17 @@ CLI_TIMEOUT_S = 60.0
 VERSIONED_MODULE = "tests.compat.services.versioned"
 
 
-def restate(server: Server, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The official CLI with RESTATE_ADMIN_URL pointed at `server`, answering yes to prompts."""
+def restate(
+    server: Server, home: Path, *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The official CLI with RESTATE_ADMIN_URL pointed at `server` and an empty config home."""
     env = dict(os.environ)
     env.update(
         RESTATE_ADMIN_URL=server.admin_url,
         RESTATE_CLI_CONFIG_HOME=str(home),
         NO_COLOR="1",
         COLUMNS="200",
+        **(extra_env or {}),
     )
     return subprocess.run(
         [str(restate_cli_binary()), *args],
@@ -273,3 +279,35 @@ def test_perdure_deployments_register(scenario: Scenario) -> None:
         assert [s["name"] for s in answer["services"]] == ["Versioned"]
         listing = ok(perdure(scenario.server, "deployments", "list"))
         assert answer["id"] in listing and "Versioned" in listing
+
+
+EDITOR_SCRIPT = """#!{python}
+import json, sys
+path = sys.argv[1]
+state = json.load(open(path))
+state["count"] = 42
+json.dump(state, open(path, "w"))
+"""
+
+
+def test_restate_state_edit_replaces_the_state_of_a_key(
+    scenario: Scenario, home: Path, request: pytest.FixtureRequest
+) -> None:
+    if scenario.server.kind == "perdure":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True, reason="POST /services/{name}/state awaits the processor's ReplaceState"
+            )
+        )
+    editor = scenario.root / "editor.py"
+    editor.write_text(EDITOR_SCRIPT.format(python=sys.executable))
+    editor.chmod(0o755)
+    key = f"edit-{uuid.uuid4().hex[:8]}"
+    resp = httpx.post(f"{scenario.server.ingress_url}/Counter/{key}/add", json=5, timeout=30.0)
+    assert resp.status_code == 200
+    env_editor = {"RESTATE_EDITOR": str(editor)}
+    out = ok(restate(scenario.server, home, "state", "edit", "Counter", key, "--yes", extra_env=env_editor))
+    assert "Successfully submitted state update" in out
+    wait_for(
+        "the new state", lambda: httpx.get(f"{scenario.server.ingress_url}/Counter/{key}/get").text == "42"
+    )

@@ -188,6 +188,17 @@ async def test_sleeping_invocation_shows_its_journal_entries(world: World, engin
     assert status == [{"status": "running", "journal_size": 4, "journal_commands_size": 3}]
 
 
+async def test_suspended_invocation_shows_what_it_waits_for(world: World, engine: QueryEngine) -> None:
+    inv = await world.send(GREETER, "Eve")
+    await world.sdk(inv, pb.SleepCommandMessage(wake_up_time=world.now_ms + 60_000, result_completion_id=1))
+    await world.sdk(inv, pb.SuspensionMessage(waiting_completions=[1]))
+    sql = f"SELECT status, suspended_waiting_for_completions FROM sys_invocation WHERE id = '{inv}'"
+    assert await rows(engine, sql) == [{"status": "suspended", "suspended_waiting_for_completions": [1]}]
+    table = pa.ipc.open_stream(to_arrow(await engine.execute(sql))).read_all()
+    assert table.schema.field("suspended_waiting_for_completions").type == pa.list_(pa.uint32())
+    assert await rows(engine, f"SELECT id FROM sys_invocation_state WHERE id = '{inv}'") == []
+
+
 async def test_failed_attempt_shows_backing_off_with_last_failure(world: World, engine: QueryEngine) -> None:
     inv = await world.send(GREETER, "Bob")
     await world.sdk(inv, pb.RunCommandMessage(result_completion_id=1, name="flaky"))

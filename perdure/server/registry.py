@@ -42,6 +42,12 @@ class HandlerInfo:
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def enable_lazy_state(self) -> bool | None:
+        """Handler-level override of the service's setting (None: inherit)."""
+        v = self.options.get("enableLazyState")
+        return None if v is None else bool(v)
+
+    @property
     def output_content_type(self) -> str | None:
         if self.output is None:
             return "application/json"

@@ -366,7 +366,7 @@ class Processor:
             inv.running_at_ms = self._now
         inv.last_attempt_deployment_id = deployment
         self._touch(inv)
-        state, partial = self._eager_state(inv)
+        state, partial = self._eager_state(inv, svc)
         self._effects.append(
             StartAttempt(
                 invocation=inv.id.raw,
@@ -385,9 +385,11 @@ class Processor:
             )
         )
 
-    def _eager_state(self, inv: Invocation) -> tuple[tuple[tuple[bytes, bytes], ...], bool]:
-        if inv.target.key is None:
-            return (), True
+    def _eager_state(
+        self, inv: Invocation, svc: ServiceView
+    ) -> tuple[tuple[tuple[bytes, bytes], ...], bool]:
+        if inv.target.key is None or _lazy_state(svc, inv.target.handler):
+            return (), True  # partial: the SDK asks for what it reads
         st = self._state_of(inv.target)
         size = sum(len(k) + len(v) for k, v in st.items())
         if size > self._config.eager_state_size_max:
@@ -930,6 +932,14 @@ class Processor:
         inv.retry_count = 0  # the retry policy starts afresh
         self._start_attempt(inv)
         self._answer(token, 200)
+
+
+def _lazy_state(svc: ServiceView, handler: str) -> bool:
+    h = svc.handlers.get(handler)
+    override = getattr(h, "enable_lazy_state", None)
+    if override is not None:
+        return bool(override)
+    return bool(getattr(svc, "enable_lazy_state", False))
 
 
 def _failed_from_error(inv: Invocation, msg: Any) -> AttemptFailed:

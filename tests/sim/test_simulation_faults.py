@@ -195,13 +195,12 @@ def test_a_lost_delayed_send_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_stale_eager_state_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    def make(_: Any) -> Any:
-        def empty(self: Processor, inv: Invocation) -> tuple[tuple[tuple[bytes, bytes], ...], bool]:
-            return (), False
+    """Start messages carry an empty (but complete-looking) state map."""
 
-        return empty
+    def empty(self: Processor, *args: Any) -> tuple[tuple[tuple[bytes, bytes], ...], bool]:
+        return (), False
 
-    patch(monkeypatch, "_eager_state", make)
+    monkeypatch.setattr(Processor, "_eager_state", empty)
     caught("Counter values equal the number of completed adds")
 
 

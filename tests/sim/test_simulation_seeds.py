@@ -10,30 +10,19 @@ from collections import Counter
 
 import pytest
 
-from perdure.testing.simulation import SimConfig, SimulationFailure, run_seed, run_seeds
+from perdure.server.processor.model import INVOKED, Invocation
+from perdure.server.processor.processor import Processor
+from perdure.testing.simulation import SimConfig, SimulationFailure, first_failure, run_seed, run_seeds
 
 SEEDS = int(os.environ.get("PERDURE_SIM_SEEDS", "1000"))
-
-# Open processor bug (reported to the lead engineer): WriteBatch keeps adds and
-# deletes of locks, inbox rows and state in separate lists, and the stores apply
-# deletes first, so a lock set then released, an inbox row added then consumed,
-# or a state key set then cleared within one batch survives in storage. See
-# tests/sim/test_batch_order.py. Delete this set once that is fixed.
-KNOWN_BUG_INVARIANTS = frozenset(
-    {"durable locks and inboxes agree with invocation records", "state mutations apply in journal order"}
-)
 
 
 def test_many_seeds_hold_every_invariant() -> None:
     _, failures = run_seeds(range(SEEDS))
-    unknown = [f for f in failures if f.invariant not in KNOWN_BUG_INVARIANTS]
-    if unknown:
-        first = unknown[0]
-        trace = "\n".join(first.trace[-30:])
-        pytest.fail(f"{len(unknown)} of {SEEDS} seeds failed; first:\n{first}\n{trace}")
     if failures:
-        seeds = Counter(f.invariant for f in failures)
-        pytest.xfail(f"only the known batch-order bug fails ({dict(seeds)}); e.g. {failures[0]}")
+        first = failures[0]
+        trace = "\n".join(first.trace[-30:])
+        pytest.fail(f"{len(failures)} of {SEEDS} seeds failed; first:\n{first}\n{trace}")
 
 
 def outcome(seed: int) -> str:
@@ -66,25 +55,22 @@ def test_a_seed_replays_under_another_hash_seed() -> None:
     assert prints == {outcome(5)}
 
 
-def test_a_failure_names_its_seed_and_step_and_replays() -> None:
-    failure = None
-    config = SimConfig(steps=150)
-    for seed in range(200):
-        try:
-            run_seed(seed, config)
-        except SimulationFailure as f:
-            failure = f
-            break
-    if failure is None:
-        pytest.skip("no failing seed left to replay (the known bug is fixed); covered by the fault tests")
-    with pytest.raises(SimulationFailure) as again:
-        run_seed(failure.seed, config)
-    assert (again.value.step, again.value.invariant, again.value.detail) == (
-        failure.step,
-        failure.invariant,
-        failure.detail,
-    )
-    assert f"--seed {failure.seed}" in str(failure)
+def test_a_failure_names_its_seed_and_step_and_how_to_replay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Break the processor (admit without taking the key lock) and read the report."""
+
+    def admit_without_lock(self: Processor, inv: Invocation) -> None:
+        inv.status = INVOKED
+        self._touch(inv)
+        self._start_attempt(inv)
+
+    monkeypatch.setattr(Processor, "_admit", admit_without_lock)
+    failure = first_failure(range(100), SimConfig(steps=150))
+    assert failure is not None
+    assert failure.invariant == "one exclusive handler per key runs at a time"
+    message = str(failure)
+    assert f"seed {failure.seed}, step {failure.step}:" in message
+    assert f"python -m perdure.testing.simulation --seed {failure.seed} --trace" in message
+    assert failure.trace and failure.trace[-1].startswith(f"{failure.step} ")
 
 
 def test_runs_exercise_crashes_faults_retries_suspensions_and_termination() -> None:

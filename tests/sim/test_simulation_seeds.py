@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from perdure.server.processor.model import INVOKED, Invocation
 from perdure.server.processor.processor import Processor
 from perdure.testing.simulation import SimConfig, SimulationFailure, first_failure, run_seed, run_seeds
 
+ROOT = Path(__file__).resolve().parents[2]
 SEEDS = int(os.environ.get("PERDURE_SIM_SEEDS", "1000"))
 
 
@@ -45,6 +47,7 @@ def test_a_seed_replays_under_another_hash_seed() -> None:
         subprocess.run(
             [sys.executable, "-c", code],
             env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=60,
@@ -102,6 +105,7 @@ def test_command_line_runs_seeds_and_prints_a_replayable_failure() -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=ROOT,
     )
     failed = [seed for seed in range(3) if not outcome(seed).isalnum()]
     assert proc.returncode == (1 if failed else 0), proc.stdout + proc.stderr

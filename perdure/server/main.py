@@ -14,10 +14,12 @@ import uvicorn
 
 from perdure.server.admin.app import create_admin_app
 from perdure.server.admin.query import query_routes
+from perdure.server.admin.state import state_routes
 from perdure.server.config import VERSION, Settings
 from perdure.server.ingress.app import Ingress
 from perdure.server.invoker.h2client import H2Client
 from perdure.server.invoker.invoker import Invoker
+from perdure.server.processor.commands import ReplaceState
 from perdure.server.processor.processor import Processor
 from perdure.server.query.catalog import registry_catalog
 from perdure.server.query.engine import QueryEngine
@@ -73,6 +75,9 @@ async def serve(settings: Settings) -> None:
     ingress = Ingress(registry, runtime, request_size_max=settings.request_size_max_bytes)
     from perdure.server.admin.invocations import invocation_routes
 
+    async def replace_state(service: str, key: str, state: dict[bytes, bytes]) -> None:
+        await runtime.call(lambda token: ReplaceState(service, key, tuple(state.items()), token))
+
     query_engine = QueryEngine(
         storage.path, live_attempts=live_attempts_of(runtime), catalog=registry_catalog(registry)
     )
@@ -82,7 +87,11 @@ async def serve(settings: Settings) -> None:
         client,
         version=VERSION,
         ingress_endpoint=f"http://{ihost}:{iport}/",
-        extra_routes=[*invocation_routes(runtime), *query_routes(query_engine)],
+        extra_routes=[
+            *invocation_routes(runtime),
+            *query_routes(query_engine),
+            *state_routes(registry, replace_state),
+        ],
     )
     ingress_server = _http_server(ingress, ihost, iport)
     admin_server = _http_server(admin, ahost, aport)

@@ -293,12 +293,6 @@ json.dump(state, open(path, "w"))
 def test_restate_state_edit_replaces_the_state_of_a_key(
     scenario: Scenario, home: Path, request: pytest.FixtureRequest
 ) -> None:
-    if scenario.server.kind == "perdure":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True, reason="POST /services/{name}/state awaits the processor's ReplaceState"
-            )
-        )
     editor = scenario.root / "editor.py"
     editor.write_text(EDITOR_SCRIPT.format(python=sys.executable))
     editor.chmod(0o755)

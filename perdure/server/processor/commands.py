@@ -122,6 +122,24 @@ class Terminate:
     token: int
 
 
+@dataclass(frozen=True, slots=True)
+class ReplaceState:
+    """Admin: replace all state of an object/workflow key."""
+
+    service: str
+    key: str
+    state: tuple[tuple[bytes, bytes], ...]
+    token: int
+
+
 Command = (
-    Invoke | SdkMessage | AttemptFailed | AttemptOpened | TimerFired | Attach | CompleteAwakeable | Terminate
+    Invoke
+    | SdkMessage
+    | AttemptFailed
+    | AttemptOpened
+    | TimerFired
+    | Attach
+    | CompleteAwakeable
+    | Terminate
+    | ReplaceState
 )

@@ -31,6 +31,7 @@ from perdure.server.processor.commands import (
     CompleteAwakeable,
     Invoke,
     InvokeRequest,
+    ReplaceState,
     SdkMessage,
     Terminate,
     Timer,
@@ -129,6 +130,8 @@ class Processor:
             self._on_complete_awakeable(cmd)
         elif isinstance(cmd, Terminate):
             self._on_terminate(cmd)
+        elif isinstance(cmd, ReplaceState):
+            self._on_replace_state(cmd)
         else:  # pragma: no cover - exhaustive
             raise AssertionError(f"unknown command {cmd!r}")
 
@@ -385,9 +388,7 @@ class Processor:
             )
         )
 
-    def _eager_state(
-        self, inv: Invocation, svc: ServiceView
-    ) -> tuple[tuple[tuple[bytes, bytes], ...], bool]:
+    def _eager_state(self, inv: Invocation, svc: ServiceView) -> tuple[tuple[tuple[bytes, bytes], ...], bool]:
         if inv.target.key is None or _lazy_state(svc, inv.target.handler):
             return (), True  # partial: the SDK asks for what it reads
         st = self._state_of(inv.target)
@@ -904,6 +905,15 @@ class Processor:
             self._resume(inv, cmd.token)
         else:
             self._answer(cmd.token, 400, f"unknown mode '{cmd.mode}'")
+
+    def _on_replace_state(self, cmd: ReplaceState) -> None:
+        # Applied at once, as an admin override; a handler running on the key keeps
+        # the view it started with and its later writes go on top of this state.
+        self._state[(cmd.service, cmd.key)] = dict(cmd.state)
+        self._batch.op(Op.STATE_CLEAR, cmd.service, cmd.key)
+        for k, v in cmd.state:
+            self._batch.op(Op.STATE_SET, cmd.service, cmd.key, k, v)
+        self._answer(cmd.token, 202)
 
     def _answer(self, token: int, code: int, message: str = "") -> None:
         kind = "ok" if code < 300 else "error"

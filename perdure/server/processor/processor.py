@@ -894,7 +894,7 @@ class Processor:
             self._answer(cmd.token, 409, f"The invocation '{inv.id_str}' {verb}.")
             return
         if cmd.mode == "kill":
-            self._complete(inv, Outcome(failure=KILLED))
+            self._kill_tree(inv)
             self._answer(cmd.token, 200)
         elif cmd.mode == "cancel":
             self._signal(inv.id.raw, SIGNAL_CANCEL, {"void": pb.Void()})
@@ -914,6 +914,18 @@ class Processor:
         for k, v in cmd.state:
             self._batch.op(Op.STATE_SET, cmd.service, cmd.key, k, v)
         self._answer(cmd.token, 202)
+
+    def _kill_tree(self, inv: Invocation) -> None:
+        """Kill the invocation and, as Restate does, the calls it still waits on."""
+        children = _pending_callees(inv)
+        self._complete(inv, Outcome(failure=KILLED))
+        for text in children:
+            try:
+                child = self._get(InvocationId.parse(text).raw)
+            except IdError:
+                continue
+            if child is not None and child.status != COMPLETED:
+                self._kill_tree(child)
 
     def _answer(self, token: int, code: int, message: str = "") -> None:
         kind = "ok" if code < 300 else "error"
@@ -942,6 +954,24 @@ class Processor:
         inv.retry_count = 0  # the retry policy starts afresh
         self._start_attempt(inv)
         self._answer(token, 200)
+
+
+def _pending_callees(inv: Invocation) -> list[str]:
+    """Ids of the invocations this one called and whose result it has not got yet."""
+    id_notifications: dict[int, str] = {}
+    calls: list[tuple[int, int]] = []  # (id notification idx, result completion id)
+    for e in inv.journal:
+        if e.type == T.CALL:
+            c = decode(e.type, e.body)
+            calls.append((c.invocation_id_notification_idx, c.result_completion_id))
+        elif e.type == T.CALL_INVOCATION_ID_COMPLETION:
+            n = decode(e.type, e.body)
+            id_notifications[n.completion_id] = n.invocation_id
+    return [
+        id_notifications[idx]
+        for idx, result in calls
+        if result not in inv.completed_ids and idx in id_notifications
+    ]
 
 
 def _lazy_state(svc: ServiceView, handler: str) -> bool:

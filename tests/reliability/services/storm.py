@@ -1,12 +1,12 @@
 """Official Python SDK (restate-sdk 1.3.0) services for the kill storm.
 
 `StormChain/run` runs journaled steps (`ctx.run`), optional durable sleeps and a call to the
-`Counter` object of tests/compat/services/core.py. Every step produces a fresh random value and
-writes it to the ledger (`produce`); the next step writes the value it received (`got`), and
-the handler writes the value it holds after each step (`use`, also on every replay). A correct server hands each
-step's journaled value downstream, so per (request, step) exactly one distinct value is ever
-`got` or `use`d, whatever crashes happened; a step may be `produce`d more than once only when
-its result was never journaled.
+`Counter` object of tests/compat/services/core.py. Every step produces a fresh random value
+and writes it to the ledger (`produce`); the next step writes the value it received (`got`),
+and the handler writes the value it holds after each step (`use`, also on every replay). A
+correct server hands each step's journaled value downstream, so per (request, step) exactly
+one distinct value is ever `got` or `use`d, whatever crashes happened; a step may be
+`produce`d more than once only when its result was never journaled.
 """
 
 from __future__ import annotations

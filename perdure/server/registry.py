@@ -1,24 +1,42 @@
-"""Deployments and services with Restate's semantics: deployments are
-immutable (a new URI exposing known services creates a new deployment and new
-service revisions; invocations stay pinned to the deployment they began on),
-re-registering the same URI changes nothing unless forced.
+"""The schema registry: deployments and the services they expose, with Restate's semantics.
 
-Everything lives in memory; every change is persisted as one JSON document
-(`meta['schema']`) through a `MetadataStore`, durable before it is visible."""
+Deployments are immutable snapshots of a manifest at a URI. A service's *latest* revision is the
+one with the highest revision number among the deployments exposing it; older deployments stay
+for invocations pinned to them. Everything lives in memory for sync lookups on the hot path and
+is persisted as one JSON document (`schema`) through a `MetadataStore` on every change.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
-
-from perdure.protocol.discovery import HandlerManifest, Manifest, ServiceManifest
+from perdure.protocol.discovery import HandlerManifest, Manifest, ServiceManifest, manifest_from_json
 from perdure.protocol.ids import new_deployment_id
 
-DAY_MS = 86_400_000
 SCHEMA_KEY = "schema"
+SCHEMA_FORMAT = 1
+
+DAY_MS = 86_400_000
+DEFAULT_IDEMPOTENCY_RETENTION_MS = DAY_MS
+DEFAULT_WORKFLOW_COMPLETION_RETENTION_MS = DAY_MS
+DEFAULT_JOURNAL_RETENTION_MS = DAY_MS
+DEFAULT_INACTIVITY_TIMEOUT_MS = 60_000
+DEFAULT_ABORT_TIMEOUT_MS = 600_000
+DEFAULT_RETRY_INITIAL_INTERVAL_MS = 500
+DEFAULT_RETRY_EXPONENTIATION_FACTOR = 2.0
+DEFAULT_RETRY_MAX_ATTEMPTS = 70
+DEFAULT_RETRY_MAX_INTERVAL_MS = 60_000
+DEFAULT_RETRY_ON_MAX_ATTEMPTS = "PAUSE"
+
+# Service fields the admin API may PATCH, with the override key each one sets.
+PATCHABLE = ("public", "idempotency_retention_ms", "workflow_completion_retention_ms",
+             "journal_retention_ms", "inactivity_timeout_ms", "abort_timeout_ms")
 
 
 class MetadataStore(Protocol):
@@ -26,74 +44,73 @@ class MetadataStore(Protocol):
     async def put_meta(self, key: str, value: bytes) -> None: ...
 
 
-def _media_type(ct: str) -> str:
-    return ct.split(";", 1)[0].strip().lower()
+class RegistryError(Exception):
+    """A registry operation was refused; `status` and `code` map to the admin API response."""
+
+    def __init__(self, message: str, status: int, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    id: str
+    uri: str
+    protocol_mode: str  # "BIDI_STREAM" | "REQUEST_RESPONSE"
+    http_version: str  # "HTTP/2.0" | "HTTP/1.1"
+    min_protocol_version: int
+    max_protocol_version: int
+    sdk_version: str | None
+    additional_headers: dict[str, str]
+    created_at_ms: int
+    services: dict[str, int]  # service name -> revision
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class HandlerInfo:
     name: str
-    ty: str | None  # "EXCLUSIVE" | "SHARED" | "WORKFLOW" | None for plain services
-    input: dict[str, Any] | None
-    output: dict[str, Any] | None
-    public: bool = True
-    documentation: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def enable_lazy_state(self) -> bool | None:
-        """Handler-level override of the service's setting (None: inherit)."""
-        v = self.options.get("enableLazyState")
-        return None if v is None else bool(v)
-
-    @property
-    def output_content_type(self) -> str | None:
-        if self.output is None:
-            return "application/json"
-        ct = self.output.get("contentType")
-        return ct if isinstance(ct, str) else None
-
-    @property
-    def set_content_type_if_empty(self) -> bool:
-        return bool(self.output and self.output.get("setContentTypeIfEmpty"))
-
-    def takes_no_input(self) -> bool:
-        return self.input is not None and "contentType" not in self.input
+    ty: str | None  # "EXCLUSIVE" | "SHARED" | "WORKFLOW"; None for plain services
+    public: bool
+    input_content_type: str | None  # None: the handler takes no input
+    input_required: bool
+    output_content_type: str | None
+    set_content_type_if_empty: bool
+    # Effective values (handler option, else service option, else default).
+    idempotency_retention_ms: int
+    workflow_completion_retention_ms: int | None
+    journal_retention_ms: int
+    inactivity_timeout_ms: int
+    abort_timeout_ms: int
+    enable_lazy_state: bool
+    retry_initial_interval_ms: int
+    retry_exponentiation_factor: float
+    retry_max_attempts: int
+    retry_max_interval_ms: int
+    retry_on_max_attempts: str
+    manifest: HandlerManifest = field(compare=False, repr=False)
 
     def validate_input(self, content_type: str | None, body: bytes) -> str | None:
-        """None if the request is acceptable, else the ingress error (Restate's wording)."""
-        if self.takes_no_input():
+        """None when the ingress may pass this request on, else the reason, worded as Restate's
+        ingress does after its `input validation error: ` prefix."""
+        rule = self.input_content_type
+        if rule is None:
             if body or content_type:
-                return (
-                    "Expected body and content-type to be empty, "
-                    f"but wasn't with content-type '{_rust_option(content_type)}'"
-                )
+                shown = "None" if content_type is None else f'Some("{content_type}")'
+                return ("Expected body and content-type to be empty, "
+                        f"but wasn't with content-type '{shown}'")
             return None
-        rules = self.input or {}
-        expected = rules.get("contentType", "*/*")
         if not body:
-            if rules.get("required"):
-                return "Expected body, but it was empty"
+            if self.input_required:
+                return f"Expected body with content-type '{rule}', but was empty"
             return None
         if content_type is None:
-            return "Empty content-type"
-        if not _content_type_matches(expected, content_type):
-            return f"Content-type '{content_type}' does not match '{expected}'"
+            return None if rule == "*/*" else "Empty content-type"
+        if not content_type_matches(rule, content_type):
+            return f"Content-type '{content_type}' does not match '{rule}'"
         return None
-
-
-def _rust_option(value: str | None) -> str:
-    return "None" if value is None else f'Some("{value}")'
-
-
-def _content_type_matches(expected: str, actual: str) -> bool:
-    exp, act = _media_type(expected), _media_type(actual)
-    if exp in ("*/*", ""):
-        return True
-    if exp.endswith("/*"):
-        return act.startswith(exp[:-1])
-    return exp == act
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,240 +120,367 @@ class ServiceInfo:
     handlers: dict[str, HandlerInfo]
     deployment_id: str
     revision: int
-    public: bool = True
+    public: bool
+    idempotency_retention_ms: int
+    workflow_completion_retention_ms: int | None
+    journal_retention_ms: int
+    inactivity_timeout_ms: int
+    abort_timeout_ms: int
+    enable_lazy_state: bool
+    retry_initial_interval_ms: int
+    retry_exponentiation_factor: float
+    retry_max_attempts: int
+    retry_max_interval_ms: int
+    retry_on_max_attempts: str  # "PAUSE" | "KILL"
     documentation: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    idempotency_retention_ms: int = DAY_MS
-    workflow_completion_retention_ms: int | None = None
-    journal_retention_ms: int = DAY_MS
-    inactivity_timeout_ms: int = 60_000
-    abort_timeout_ms: int = 600_000
-    enable_lazy_state: bool = False
-    retry_initial_interval_ms: int = 500
-    retry_exponentiation_factor: float = 2.0
-    retry_max_attempts: int = 70
-    retry_max_interval_ms: int = 60_000
-    retry_on_max_attempts: str = "PAUSE"
+    metadata: dict[str, str] | None = None
+    manifest: ServiceManifest | None = field(default=None, compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    id: str
-    uri: str
-    protocol_mode: str  # "BIDI_STREAM" | "REQUEST_RESPONSE"
-    http_version: str
-    min_protocol_version: int
-    max_protocol_version: int
-    sdk_version: str | None
-    additional_headers: dict[str, str]
-    created_at_ms: int
-    services: dict[str, ServiceInfo]
-    manifest_json: bytes = b""  # what discovery returned, to detect changes
+def content_type_matches(rule: str, content_type: str) -> bool:
+    """`application/json; charset=utf-8` matches `application/json`, `application/*`, `*/*`."""
+    if rule == "*/*":
+        return True
+    want_type, _, want_sub = rule.split(";", 1)[0].strip().lower().partition("/")
+    got_type, _, got_sub = content_type.split(";", 1)[0].strip().lower().partition("/")
+    return want_type in ("*", got_type) and want_sub in ("*", got_sub)
 
 
 def normalize_uri(uri: str) -> str:
-    return uri if uri.endswith("/") else uri + "/"
+    """`http://host:port` -> `http://host:port/`; other paths are kept as given (as Restate does)."""
+    _scheme, sep, rest = uri.partition("://")
+    if sep and "/" not in rest:
+        return f"{uri}/"
+    return uri
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """A deployment with its manifest and per-service overrides set through the admin API."""
+
+    deployment: Deployment
+    manifest: Manifest
+    overrides: dict[str, dict[str, Any]]  # service name -> PATCHed fields
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """Outcome of `Registry.register`: `created` means 201 (a new deployment id)."""
+
+    created: bool
+    deployment: Deployment
+    services: list[ServiceInfo]
 
 
 class Registry:
+    """In-memory schema with sync lookups; every change is persisted before it becomes visible."""
+
     def __init__(self, store: MetadataStore) -> None:
         self._store = store
-        self._deployments: dict[str, Deployment] = {}
+        self._records: dict[str, _Record] = {}
         self._latest: dict[str, ServiceInfo] = {}
+        self._at: dict[tuple[str, str], ServiceInfo] = {}
+        self._lock = asyncio.Lock()
 
     @classmethod
     async def load(cls, store: MetadataStore) -> Registry:
-        reg = cls(store)
+        registry = cls(store)
         raw = await store.get_meta(SCHEMA_KEY)
-        if raw is not None:
-            for d in orjson.loads(raw)["deployments"]:
-                dep = _deployment_from_json(d)
-                reg._deployments[dep.id] = dep
-            reg._recompute_latest()
-        return reg
+        if raw:
+            registry._records = _decode_schema(raw)
+        registry._reindex()
+        return registry
 
-    # ------------------------------------------------------------------ lookups
-
+    # --- lookups (sync, no I/O) ---
     def service(self, name: str) -> ServiceInfo | None:
+        """Latest revision of a service."""
         return self._latest.get(name)
 
+    def service_at(self, name: str, deployment_id: str) -> ServiceInfo | None:
+        """The service as exposed by one deployment (for invocations pinned to it)."""
+        return self._at.get((deployment_id, name))
+
     def deployment(self, deployment_id: str) -> Deployment | None:
-        return self._deployments.get(deployment_id)
+        record = self._records.get(deployment_id)
+        return record.deployment if record else None
 
     def services(self) -> list[ServiceInfo]:
-        return sorted(self._latest.values(), key=lambda s: s.name)
+        return list(self._latest.values())
 
     def deployments(self) -> list[Deployment]:
-        return sorted(self._deployments.values(), key=lambda d: d.created_at_ms)
+        return [r.deployment for r in self._records.values()]
 
-    def by_uri(self, uri: str) -> Deployment | None:
+    def deployment_services(self, deployment_id: str) -> list[ServiceInfo]:
+        record = self._records.get(deployment_id)
+        if record is None:
+            return []
+        return [self._at[(deployment_id, s.name)] for s in record.manifest.services]
+
+    def deployment_by_uri(self, uri: str) -> Deployment | None:
         uri = normalize_uri(uri)
-        return next((d for d in self._deployments.values() if d.uri == uri), None)
+        for record in self._records.values():
+            if record.deployment.uri == uri:
+                return record.deployment
+        return None
 
-    # ------------------------------------------------------------------ changes
-
+    # --- changes ---
     async def register(
         self,
         uri: str,
         manifest: Manifest,
-        manifest_json: bytes,
         *,
         sdk_version: str | None,
-        additional_headers: dict[str, str],
-        http_version: str,
-        force: bool,
-        dry_run: bool,
-    ) -> tuple[bool, Deployment]:
-        """Register a discovered endpoint. Returns (created, deployment)."""
+        additional_headers: Mapping[str, str] | None = None,
+        use_http_11: bool = False,
+        force: bool = False,
+        breaking: bool = False,
+        dry_run: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Registration:
+        """Register a discovered manifest at `uri` (POST /deployments semantics)."""
         uri = normalize_uri(uri)
-        existing = self.by_uri(uri)
-        if existing is not None and not force:
-            return False, existing
-        dep_id = existing.id if existing is not None else new_deployment_id()
-        services = {}
-        for sm in manifest.services:
-            prev = self._latest.get(sm.name)
-            revision = (prev.revision + 1) if prev is not None else 1
-            if prev is not None and existing is not None and prev.deployment_id == dep_id and not force:
-                revision = prev.revision
-            services[sm.name] = _service_info(sm, dep_id, revision, manifest.protocol_mode)
-        dep = Deployment(
-            id=dep_id,
-            uri=uri,
-            protocol_mode=manifest.protocol_mode,
-            http_version=http_version,
-            min_protocol_version=manifest.min_protocol_version,
-            max_protocol_version=manifest.max_protocol_version,
-            sdk_version=sdk_version,
-            additional_headers=dict(additional_headers),
-            created_at_ms=existing.created_at_ms if existing else int(time.time() * 1000),
-            services=services,
-            manifest_json=manifest_json,
-        )
-        if dry_run:
-            return existing is None, dep
-        self._deployments[dep_id] = dep
-        self._recompute_latest()
-        await self._persist()
-        return existing is None, dep
+        async with self._lock:
+            existing = self.deployment_by_uri(uri)
+            if existing is not None:
+                old = self._records[existing.id]
+                if not force or _same_manifest(old.manifest, manifest):
+                    return Registration(False, existing, self.deployment_services(existing.id))
+                dep_id, created_at = existing.id, existing.created_at_ms
+            else:
+                dep_id, created_at = new_deployment_id(), _now_ms()
+            # Revisions count up over every deployment, this one's previous version included.
+            revisions = {s.name: _max_revision(self._records, s.name) + 1 for s in manifest.services}
+            records = dict(self._records)
+            records.pop(dep_id, None)
+            self._check_types(records, manifest, allow=force or breaking)
+            deployment = Deployment(
+                id=dep_id, uri=uri, protocol_mode=manifest.protocol_mode,
+                http_version="HTTP/1.1" if use_http_11 else "HTTP/2.0",
+                min_protocol_version=manifest.min_protocol_version,
+                max_protocol_version=manifest.max_protocol_version,
+                sdk_version=sdk_version, additional_headers=dict(additional_headers or {}),
+                created_at_ms=created_at, services=revisions, metadata=dict(metadata or {}),
+            )
+            record = _Record(deployment, manifest, {})
+            records[dep_id] = record
+            if not dry_run:
+                await self._commit(records)
+            infos = [_service_info(record, s) for s in manifest.services]
+            return Registration(existing is None, deployment, infos)
 
-    async def remove(self, deployment_id: str) -> bool:
-        if self._deployments.pop(deployment_id, None) is None:
-            return False
-        self._recompute_latest()
-        await self._persist()
-        return True
+    async def update_deployment(
+        self,
+        deployment_id: str,
+        *,
+        uri: str | None = None,
+        additional_headers: Mapping[str, str] | None = None,
+        use_http_11: bool | None = None,
+        manifest: Manifest | None = None,
+        sdk_version: str | None = None,
+        dry_run: bool = False,
+    ) -> Deployment:
+        """PATCH /deployments/{id}: change connection details, or replace the manifest in place."""
+        async with self._lock:
+            record = self._records.get(deployment_id)
+            if record is None:
+                raise RegistryError(f"not found in the schema registry: {deployment_id}", 404)
+            dep = record.deployment
+            changes: dict[str, Any] = {}
+            if uri is not None:
+                changes["uri"] = normalize_uri(uri)
+            if additional_headers is not None:
+                changes["additional_headers"] = dict(additional_headers)
+            if use_http_11 is not None:
+                changes["http_version"] = "HTTP/1.1" if use_http_11 else "HTTP/2.0"
+            new_manifest = record.manifest
+            if manifest is not None:
+                new_manifest = manifest
+                changes.update(
+                    protocol_mode=manifest.protocol_mode, sdk_version=sdk_version,
+                    min_protocol_version=manifest.min_protocol_version,
+                    max_protocol_version=manifest.max_protocol_version,
+                    services={s.name: dep.services.get(s.name) or _max_revision(self._records, s.name) + 1
+                              for s in manifest.services},
+                )
+            new = _Record(dataclasses.replace(dep, **changes), new_manifest, record.overrides)
+            if not dry_run:
+                await self._commit({**self._records, deployment_id: new})
+            return new.deployment
 
-    async def modify_service(self, name: str, changes: dict[str, Any]) -> ServiceInfo | None:
-        svc = self._latest.get(name)
-        if svc is None:
-            return None
-        new = replace(svc, **changes)
-        dep = self._deployments[svc.deployment_id]
-        self._deployments[dep.id] = replace(dep, services={**dep.services, name: new})
-        self._recompute_latest()
-        await self._persist()
-        return new
+    async def remove_deployment(self, deployment_id: str) -> None:
+        """DELETE /deployments/{id}?force=true: services fall back to their previous revision."""
+        async with self._lock:
+            if deployment_id not in self._records:
+                raise RegistryError(
+                    f"not found in the schema registry: deployment with id '{deployment_id}'", 404)
+            records = {k: v for k, v in self._records.items() if k != deployment_id}
+            await self._commit(records)
 
-    def _recompute_latest(self) -> None:
+    async def patch_service(self, name: str, changes: Mapping[str, Any]) -> ServiceInfo:
+        """PATCH /services/{name}: override `PATCHABLE` fields of the latest revision."""
+        async with self._lock:
+            info = self._latest.get(name)
+            if info is None:
+                raise RegistryError(f"not found in the schema registry: service with name '{name}'", 404)
+            unknown = set(changes) - set(PATCHABLE)
+            assert not unknown, f"not patchable: {unknown}"
+            if "workflow_completion_retention_ms" in changes and info.ty != "WORKFLOW":
+                kind = "Service" if info.ty == "SERVICE" else "VirtualObject"
+                raise RegistryError(f"modifying retention time for service type {kind} is unsupported", 400)
+            record = self._records[info.deployment_id]
+            overrides = {**record.overrides, name: {**record.overrides.get(name, {}), **changes}}
+            records = {**self._records, info.deployment_id: dataclasses.replace(record, overrides=overrides)}
+            await self._commit(records)
+            return self._latest[name]
+
+    # --- internals ---
+    def _check_types(self, records: Mapping[str, _Record], manifest: Manifest, *, allow: bool) -> None:
+        if allow:
+            return
+        for service in manifest.services:
+            current = _latest_service(records, service.name)
+            if current is not None and current.ty != service.ty:
+                raise RegistryError(
+                    f"[META0006] detected a new service revision for '{service.name}' changing the "
+                    "service type from previous revision. Service type cannot be changed across revisions.",
+                    409, "META0006")
+
+    async def _commit(self, records: dict[str, _Record]) -> None:
+        await self._store.put_meta(SCHEMA_KEY, _encode_schema(records))
+        self._records = records
+        self._reindex()
+
+    def _reindex(self) -> None:
+        at: dict[tuple[str, str], ServiceInfo] = {}
         latest: dict[str, ServiceInfo] = {}
-        for dep in sorted(self._deployments.values(), key=lambda d: d.created_at_ms):
-            for name, svc in dep.services.items():
-                cur = latest.get(name)
-                if cur is None or svc.revision >= cur.revision:
-                    latest[name] = svc
+        for record in self._records.values():
+            for service in record.manifest.services:
+                info = _service_info(record, service)
+                at[(record.deployment.id, service.name)] = info
+                best = latest.get(service.name)
+                if best is None or info.revision > best.revision:
+                    latest[service.name] = info
+        self._at = at
         self._latest = latest
 
-    async def _persist(self) -> None:
-        doc = {"deployments": [_deployment_to_json(d) for d in self._deployments.values()]}
-        await self._store.put_meta(SCHEMA_KEY, orjson.dumps(doc))
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
-def _service_info(sm: ServiceManifest, dep_id: str, revision: int, mode: str) -> ServiceInfo:
-    o = sm.options
-    handlers = {
-        h.name: HandlerInfo(
-            h.name,
-            h.ty,
-            h.input,
-            h.output,
-            not h.options.get("ingressPrivate", False),
-            h.documentation,
-            h.metadata,
-            h.options,
-        )
-        for h in sm.handlers
-    }
-    default_inactivity = 0 if mode == "REQUEST_RESPONSE" else 60_000
-    wf_handler: HandlerManifest | None = next((h for h in sm.handlers if h.ty == "WORKFLOW"), None)
+def _same_manifest(a: Manifest, b: Manifest) -> bool:
+    return (a.protocol_mode, a.min_protocol_version, a.max_protocol_version, a.services) == (
+        b.protocol_mode, b.min_protocol_version, b.max_protocol_version, b.services)
+
+
+def _max_revision(records: Mapping[str, _Record], name: str) -> int:
+    return max((r.deployment.services.get(name, 0) for r in records.values()), default=0)
+
+
+def _latest_service(records: Mapping[str, _Record], name: str) -> ServiceManifest | None:
+    best: tuple[int, ServiceManifest] | None = None
+    for record in records.values():
+        revision = record.deployment.services.get(name)
+        if revision is None:
+            continue
+        if best is None or revision > best[0]:
+            found = next(s for s in record.manifest.services if s.name == name)
+            best = (revision, found)
+    return best[1] if best else None
+
+
+def _pick(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _service_info(record: _Record, service: ServiceManifest) -> ServiceInfo:
+    """Effective settings: PATCH override, else manifest option, else Restate 1.7.12 default."""
+    dep = record.deployment
+    over = record.overrides.get(service.name, {})
+    o = service.options
+    rr = dep.protocol_mode == "REQUEST_RESPONSE"
+    workflow_handler = next((h for h in service.handlers if h.ty == "WORKFLOW"), None)
     wf_retention = None
-    if sm.ty == "WORKFLOW":
-        wf_retention = o.get("workflowCompletionRetention")
-        if wf_retention is None and wf_handler is not None:
-            wf_retention = wf_handler.options.get("workflowCompletionRetention")
-        wf_retention = DAY_MS if wf_retention is None else int(wf_retention)
+    if service.ty == "WORKFLOW":
+        wf_retention = _pick(workflow_handler.options.workflow_completion_retention_ms if workflow_handler
+                             else None, over.get("workflow_completion_retention_ms"),
+                             DEFAULT_WORKFLOW_COMPLETION_RETENTION_MS)
+    public = _pick(over.get("public"), None if o.ingress_private is None else not o.ingress_private, True)
+    svc = dict(
+        idempotency_retention_ms=_pick(over.get("idempotency_retention_ms"), o.idempotency_retention_ms,
+                                       DEFAULT_IDEMPOTENCY_RETENTION_MS),
+        journal_retention_ms=_pick(over.get("journal_retention_ms"), o.journal_retention_ms,
+                                   DEFAULT_JOURNAL_RETENTION_MS),
+        inactivity_timeout_ms=_pick(over.get("inactivity_timeout_ms"), o.inactivity_timeout_ms,
+                                    0 if rr else DEFAULT_INACTIVITY_TIMEOUT_MS),
+        abort_timeout_ms=_pick(over.get("abort_timeout_ms"), o.abort_timeout_ms, DEFAULT_ABORT_TIMEOUT_MS),
+        enable_lazy_state=_pick(o.enable_lazy_state, False),
+        retry_initial_interval_ms=_pick(o.retry_initial_interval_ms, DEFAULT_RETRY_INITIAL_INTERVAL_MS),
+        retry_exponentiation_factor=_pick(o.retry_exponentiation_factor, DEFAULT_RETRY_EXPONENTIATION_FACTOR),
+        retry_max_attempts=_pick(o.retry_max_attempts, DEFAULT_RETRY_MAX_ATTEMPTS),
+        retry_max_interval_ms=_pick(o.retry_max_interval_ms, DEFAULT_RETRY_MAX_INTERVAL_MS),
+        retry_on_max_attempts=_pick(o.retry_on_max_attempts, DEFAULT_RETRY_ON_MAX_ATTEMPTS),
+    )
+    handlers = {h.name: _handler_info(h, svc, bool(public), wf_retention) for h in service.handlers}
     return ServiceInfo(
-        name=sm.name,
-        ty=sm.ty,
-        handlers=handlers,
-        deployment_id=dep_id,
-        revision=revision,
-        public=not o.get("ingressPrivate", False),
-        documentation=sm.documentation,
-        metadata=sm.metadata,
-        idempotency_retention_ms=int(o.get("idempotencyRetention", DAY_MS)),
-        workflow_completion_retention_ms=wf_retention,
-        journal_retention_ms=int(o.get("journalRetention", DAY_MS)),
-        inactivity_timeout_ms=int(o.get("inactivityTimeout", default_inactivity)),
-        abort_timeout_ms=int(o.get("abortTimeout", 600_000)),
-        enable_lazy_state=bool(o.get("enableLazyState", False)),
-        retry_initial_interval_ms=int(o.get("retryPolicyInitialInterval", 500)),
-        retry_exponentiation_factor=float(o.get("retryPolicyExponentiationFactor", 2.0)),
-        retry_max_attempts=int(o.get("retryPolicyMaxAttempts", 70)),
-        retry_max_interval_ms=int(o.get("retryPolicyMaxInterval", 60_000)),
-        retry_on_max_attempts=str(o.get("retryPolicyOnMaxAttempts", "PAUSE")),
+        name=service.name, ty=service.ty, handlers=handlers, deployment_id=dep.id,
+        revision=dep.services[service.name], public=bool(public),
+        workflow_completion_retention_ms=wf_retention, documentation=o.documentation,
+        metadata=o.metadata, manifest=service, **svc,
     )
 
 
-def _deployment_to_json(d: Deployment) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "uri": d.uri,
-        "protocol_mode": d.protocol_mode,
-        "http_version": d.http_version,
-        "min": d.min_protocol_version,
-        "max": d.max_protocol_version,
-        "sdk_version": d.sdk_version,
-        "headers": d.additional_headers,
-        "created_at_ms": d.created_at_ms,
-        "manifest": d.manifest_json.decode(),
-        "services": [_service_to_json(s) for s in d.services.values()],
-    }
-
-
-def _service_to_json(s: ServiceInfo) -> dict[str, Any]:
-    d = {k: getattr(s, k) for k in ServiceInfo.__dataclass_fields__ if k != "handlers"}
-    d["handlers"] = [
-        {k: getattr(h, k) for k in HandlerInfo.__dataclass_fields__} for h in s.handlers.values()
-    ]
-    return d
-
-
-def _deployment_from_json(d: dict[str, Any]) -> Deployment:
-    services = {}
-    for s in d["services"]:
-        handlers = {h["name"]: HandlerInfo(**h) for h in s.pop("handlers")}
-        services[s["name"]] = ServiceInfo(handlers=handlers, **s)
-    return Deployment(
-        id=d["id"],
-        uri=d["uri"],
-        protocol_mode=d["protocol_mode"],
-        http_version=d["http_version"],
-        min_protocol_version=d["min"],
-        max_protocol_version=d["max"],
-        sdk_version=d["sdk_version"],
-        additional_headers=d["headers"],
-        created_at_ms=d["created_at_ms"],
-        services=services,
-        manifest_json=d["manifest"].encode(),
+def _handler_info(h: HandlerManifest, svc: dict[str, Any], service_public: bool,
+                  wf_retention: int | None) -> HandlerInfo:
+    o = h.options
+    public = service_public and not o.ingress_private
+    return HandlerInfo(
+        name=h.name, ty=h.ty, public=public,
+        input_content_type=h.input.content_type, input_required=h.input.required,
+        output_content_type=h.output.content_type,
+        set_content_type_if_empty=h.output.set_content_type_if_empty,
+        idempotency_retention_ms=_pick(o.idempotency_retention_ms, svc["idempotency_retention_ms"]),
+        workflow_completion_retention_ms=wf_retention if h.ty == "WORKFLOW" else None,
+        journal_retention_ms=_pick(o.journal_retention_ms, svc["journal_retention_ms"]),
+        inactivity_timeout_ms=_pick(o.inactivity_timeout_ms, svc["inactivity_timeout_ms"]),
+        abort_timeout_ms=_pick(o.abort_timeout_ms, svc["abort_timeout_ms"]),
+        enable_lazy_state=_pick(o.enable_lazy_state, svc["enable_lazy_state"]),
+        retry_initial_interval_ms=_pick(o.retry_initial_interval_ms, svc["retry_initial_interval_ms"]),
+        retry_exponentiation_factor=_pick(o.retry_exponentiation_factor, svc["retry_exponentiation_factor"]),
+        retry_max_attempts=_pick(o.retry_max_attempts, svc["retry_max_attempts"]),
+        retry_max_interval_ms=_pick(o.retry_max_interval_ms, svc["retry_max_interval_ms"]),
+        retry_on_max_attempts=_pick(o.retry_on_max_attempts, svc["retry_on_max_attempts"]),
+        manifest=h,
     )
+
+
+def _encode_schema(records: Mapping[str, _Record]) -> bytes:
+    deployments = []
+    for r in records.values():
+        d = r.deployment
+        deployments.append({
+            "id": d.id, "uri": d.uri, "http_version": d.http_version, "sdk_version": d.sdk_version,
+            "additional_headers": d.additional_headers, "created_at_ms": d.created_at_ms,
+            "services": d.services, "metadata": d.metadata, "overrides": r.overrides,
+            "manifest_version": r.manifest.version, "manifest": r.manifest.raw,
+        })
+    return json.dumps({"format": SCHEMA_FORMAT, "deployments": deployments}).encode()
+
+
+def _decode_schema(raw: bytes) -> dict[str, _Record]:
+    doc = json.loads(raw)
+    if doc.get("format") != SCHEMA_FORMAT:
+        raise ValueError(f"unknown schema format {doc.get('format')!r}; expected {SCHEMA_FORMAT}")
+    records: dict[str, _Record] = {}
+    for d in doc["deployments"]:
+        manifest = manifest_from_json(d["manifest"], d["manifest_version"])
+        deployment = Deployment(
+            id=d["id"], uri=d["uri"], protocol_mode=manifest.protocol_mode, http_version=d["http_version"],
+            min_protocol_version=manifest.min_protocol_version,
+            max_protocol_version=manifest.max_protocol_version, sdk_version=d["sdk_version"],
+            additional_headers=d["additional_headers"], created_at_ms=d["created_at_ms"],
+            services=d["services"], metadata=d["metadata"],
+        )
+        assert set(deployment.services) == {s.name for s in manifest.services}, deployment.id
+        records[deployment.id] = _Record(deployment, manifest, d["overrides"])
+    return records

@@ -1,10 +1,10 @@
-"""The admin API (Starlette): deployments, services, health, version, OpenAPI,
-with Restate's paths, status codes and body shapes. Versioned prefixes
-/v2../v4 route to the same handlers; /v1 is refused as Restate does."""
+"""The admin API (Starlette, kept thin): deployments, services, health, version, OpenAPI, with
+Restate 1.7.12's paths, status codes and body shapes. `/v2`..`/v4` prefixes route to the same
+handlers (v2 keeps its older defaults); `/v1` is refused as Restate refuses it."""
 
 from __future__ import annotations
 
-import asyncio
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,16 +15,38 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from perdure.protocol.discovery import ManifestError
-from perdure.protocol.ids import is_deployment_id
-from perdure.server.admin.discovery import DiscoveryError, discover
-from perdure.server.admin.render import deployment_detail, deployment_summary, handler_json, service_json
+from perdure.protocol.ids import b62decode, is_deployment_id
+from perdure.server.admin.discovery_client import DiscoveryError, discover
+from perdure.server.admin.openapi import admin_openapi
+from perdure.server.admin.render import (
+    deployment_detail,
+    deployment_summary,
+    handler_json,
+    registration_json,
+    service_json,
+)
 from perdure.server.ingress.durations import DurationError, parse_duration_ms
 from perdure.server.invoker.h2client import H2Client
-from perdure.server.registry import Registry
+from perdure.server.registry import Registry, RegistryError, ServiceInfo
 
 ADMIN_API_MIN = 2
 ADMIN_API_MAX = 4
+API_VERSION_KEY = "perdure.admin_api_version"
+FEATURES = ("protocol_v7", "scoped_virtual_objects", "vqueues_migration_skip_completed",
+            "scoped_promise_table_migration", "preflight_invocation_termination_retention",
+            "vqueue_obsolete_cleanup", "kafka_scope", "vqueues_async_refill", "vqueues",
+            "scoped_state_table_migration", "invoker_yield", "unique_random_seeds")
+_REGISTER_SHAPE_ERROR = ("Failed to deserialize the JSON body into the target type: data did not match "
+                         "any variant of untagged enum RegisterDeploymentRequest")
+_FRIENDLY_ERROR = ('failed to parse input in the "friendly" duration format: expected duration to start '
+                   "with a unit value (a decimal integer) after an optional sign, but no integer was found")
+_DURATION_FIELDS = {
+    "idempotency_retention": "idempotency_retention_ms",
+    "workflow_completion_retention": "workflow_completion_retention_ms",
+    "journal_retention": "journal_retention_ms",
+    "inactivity_timeout": "inactivity_timeout_ms",
+    "abort_timeout": "abort_timeout_ms",
+}
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -35,8 +57,17 @@ def admin_error(status: int, message: str, code: str | None = None) -> Response:
     return json_response({"message": message, "restate_code": code}, status)
 
 
+def text_error(status: int, message: str) -> Response:
+    return PlainTextResponse(message, status_code=status)
+
+
+class _BadRequest(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
 class _VersionPrefix:
-    """Strips /v2../v4 prefixes; refuses /v1."""
+    """Strips `/v2`..`/v4` (recording the version in the scope); refuses `/v1`; 404 for others."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
@@ -44,20 +75,90 @@ class _VersionPrefix:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            parts = path.split("/", 2)
-            if len(parts) >= 2 and len(parts[1]) == 2 and parts[1][0] == "v" and parts[1][1].isdigit():
-                version = int(parts[1][1])
-                if version < ADMIN_API_MIN or version > ADMIN_API_MAX:
-                    resp = PlainTextResponse(
-                        f"Unsupported Admin API version V{version}. Supported versions are "
-                        f"V{ADMIN_API_MIN}..V{ADMIN_API_MAX}",
-                        status_code=400,
-                    )
-                    await resp(scope, receive, send)
+            head, _, rest = path[1:].partition("/")
+            if len(head) >= 2 and head[0] == "v" and head[1:].isdigit():
+                version = int(head[1:])
+                if version < ADMIN_API_MIN:
+                    await text_error(400, f"Unsupported Admin API version V{version}. This server "
+                                     f"supports versions between V{ADMIN_API_MIN} and V{ADMIN_API_MAX}."
+                                     )(scope, receive, send)
+                    return
+                if version > ADMIN_API_MAX:
+                    await Response(status_code=404)(scope, receive, send)
                     return
                 scope = dict(scope)
-                scope["path"] = "/" + (parts[2] if len(parts) > 2 else "")
+                scope["path"] = "/" + rest
+                scope[API_VERSION_KEY] = version
         await self._app(scope, receive, send)
+
+
+def _api_version(request: Request) -> int | None:
+    return request.scope.get(API_VERSION_KEY)
+
+
+async def _json_body(request: Request) -> Any:
+    """The request's JSON, or a `_BadRequest` with Restate's 415/400 text."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.split(";", 1)[0].strip().lower() != "application/json":
+        raise _BadRequest(text_error(415, "Expected request with `Content-Type: application/json`"))
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        msg = "expected value" if e.msg == "Expecting value" else e.msg[:1].lower() + e.msg[1:]
+        raise _BadRequest(text_error(
+            400, f"Failed to parse the request body as JSON: {msg} at line {e.lineno} column {e.colno}"
+        )) from None
+    except UnicodeDecodeError as e:
+        raise _BadRequest(text_error(400, f"Failed to parse the request body as JSON: {e}")) from None
+
+
+def _check_deployment_id(value: str) -> None:
+    if not is_deployment_id(value):
+        raise _BadRequest(text_error(400, f"Invalid URL: Cannot parse `deployment` with value `{value}`: "
+                                     "bad format"))
+    if b62decode(value[4:]) >= 1 << 128:
+        raise _BadRequest(text_error(400, f"Invalid URL: Cannot parse `deployment` with value `{value}`: "
+                                     "base62 decode error"))
+
+
+def _is_uri(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    scheme, sep, rest = value.partition("://")
+    return bool(sep) and scheme in ("http", "https") and bool(rest.split("/", 1)[0])
+
+
+def _headers_map(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise _BadRequest(text_error(422, _REGISTER_SHAPE_ERROR))
+    return value
+
+
+def _service_changes(body: Any) -> dict[str, Any]:
+    prefix = "Failed to deserialize the JSON body into the target type: "
+    if not isinstance(body, dict):
+        raise _BadRequest(text_error(422, f"{prefix}invalid type: expected struct ModifyServiceRequest"))
+    changes: dict[str, Any] = {}
+    public = body.get("public")
+    if public is not None:
+        if not isinstance(public, bool):
+            raise _BadRequest(text_error(422, f"{prefix}public: invalid type: {json.dumps(public)}, "
+                                         "expected a boolean"))
+        changes["public"] = public
+    for key, attr in _DURATION_FIELDS.items():
+        value = body.get(key)
+        if value is None:
+            continue
+        try:
+            if not isinstance(value, str):
+                raise DurationError("not a string")
+            changes[attr] = parse_duration_ms(value)
+        except DurationError:
+            raise _BadRequest(text_error(422, f"{prefix}{key}: {_FRIENDLY_ERROR}")) from None
+    return changes
 
 
 def create_admin_app(
@@ -68,74 +169,56 @@ def create_admin_app(
     ingress_endpoint: str,
     extra_routes: Sequence[BaseRoute] = (),
 ) -> ASGIApp:
-    register_lock = asyncio.Lock()
+    """The admin ASGI app over `registry`; discovery goes through `client`."""
 
     async def health(_: Request) -> Response:
         return Response(status_code=200)
 
     async def get_version(_: Request) -> Response:
-        return json_response(
-            {
-                "version": version,
-                "min_admin_api_version": ADMIN_API_MIN,
-                "max_admin_api_version": ADMIN_API_MAX,
-                "ingress_endpoint": ingress_endpoint,
-                "features": {"protocol_v7": False, "vqueues": False},
-            }
-        )
+        return json_response({
+            "version": version,
+            "min_admin_api_version": ADMIN_API_MIN,
+            "max_admin_api_version": ADMIN_API_MAX,
+            "ingress_endpoint": ingress_endpoint,
+            "features": dict.fromkeys(FEATURES, False),
+        })
+
+    async def openapi(_: Request) -> Response:
+        return json_response(admin_openapi(version))
 
     async def post_deployment(request: Request) -> Response:
-        try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            return PlainTextResponse(f"Failed to parse the request body as JSON: {exc}", status_code=400)
-        uri = body.get("uri") if isinstance(body, dict) else None
-        if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
-            return PlainTextResponse(
-                "Failed to deserialize the JSON body into the target type: data did not match any variant of "
-                "untagged enum RegisterDeploymentRequest",
-                status_code=422,
-            )
-        headers = body.get("additional_headers") or {}
-        force = bool(body.get("force") or False)
-        dry_run = bool(body.get("dry_run") or False)
+        body = await _json_body(request)
+        if not isinstance(body, dict) or not _is_uri(body.get("uri")):
+            if isinstance(body, dict) and "arn" in body:
+                return admin_error(400, "Lambda deployments are not supported by this server")
+            return text_error(422, _REGISTER_SHAPE_ERROR)
+        api = _api_version(request)
+        headers = _headers_map(body.get("additional_headers"))
+        force = body.get("force")
+        force = (api == 2) if force is None else bool(force)
         use_http_11 = bool(body.get("use_http_11") or False)
+        uri: str = body["uri"]
         try:
-            manifest, raw, sdk = await discover(client, uri, headers, use_http_11=use_http_11)
-        except DiscoveryError as exc:
-            return admin_error(exc.status, exc.message, exc.code)
-        except ManifestError as exc:
-            return admin_error(400, f"[META0014] bad service manifest: {exc}", "META0014")
-        conflict = _type_conflicts(registry, manifest)
-        if conflict is not None and not force:
-            return admin_error(409, conflict, "META0006")
-        async with register_lock:
-            created, dep = await registry.register(
-                uri,
-                manifest,
-                raw,
-                sdk_version=sdk,
-                additional_headers=headers,
-                http_version="HTTP/1.1" if use_http_11 else "HTTP/2.0",
-                force=force,
-                dry_run=dry_run,
+            manifest, sdk = await discover(client, uri, headers, use_http_11=use_http_11)
+            result = await registry.register(
+                uri, manifest, sdk_version=sdk, additional_headers=headers, use_http_11=use_http_11,
+                force=force, breaking=bool(body.get("breaking") or False),
+                dry_run=bool(body.get("dry_run") or False), metadata=body.get("metadata") or {},
             )
-        payload = {
-            "id": dep.id,
-            "services": [service_json(s, dep) for s in dep.services.values()],
-            "min_protocol_version": dep.min_protocol_version,
-            "max_protocol_version": dep.max_protocol_version,
-            "sdk_version": dep.sdk_version,
-        }
-        return json_response(payload, 201 if created else 200, {"location": f"deployments/{dep.id}"})
+        except (DiscoveryError, RegistryError) as e:
+            return admin_error(e.status, e.message, e.code)
+        if api == 2 and not result.created and body.get("force") is False:
+            return admin_error(409, f"deployment '{result.deployment.id}' already exists")
+        return json_response(registration_json(result.deployment, result.services),
+                             201 if result.created else 200,
+                             {"location": f"deployments/{result.deployment.id}"})
 
     async def list_deployments(_: Request) -> Response:
-        return json_response(
-            {"deployments": [deployment_summary(d, registry) for d in registry.deployments()]}
-        )
+        return json_response({"deployments": [deployment_summary(d) for d in registry.deployments()]})
 
     async def get_deployment(request: Request) -> Response:
         dep_id = request.path_params["id"]
+        _check_deployment_id(dep_id)
         dep = registry.deployment(dep_id)
         if dep is None:
             return admin_error(404, f"The requested deployment '{dep_id}' does not exist")
@@ -143,66 +226,86 @@ def create_admin_app(
 
     async def delete_deployment(request: Request) -> Response:
         dep_id = request.path_params["id"]
-        if not is_deployment_id(dep_id):
-            return PlainTextResponse(
-                f"Invalid URL: Cannot parse `deployment` with value `{dep_id}`: bad format", status_code=400
-            )
+        _check_deployment_id(dep_id)
         if request.query_params.get("force", "false").lower() != "true":
             return Response(status_code=501)
-        if not await registry.remove(dep_id):
-            return admin_error(404, f"not found in the schema registry: deployment with id '{dep_id}'")
+        try:
+            await registry.remove_deployment(dep_id)
+        except RegistryError as e:
+            return admin_error(e.status, e.message, e.code)
         return Response(status_code=202)
 
+    async def patch_deployment(request: Request) -> Response:
+        dep_id = request.path_params["id"]
+        _check_deployment_id(dep_id)
+        body = await _json_body(request)
+        if not isinstance(body, dict) or ("uri" in body and not _is_uri(body["uri"])):
+            return text_error(422, "Failed to deserialize the JSON body into the target type: "
+                              "invalid UpdateDeploymentRequest")
+        current = registry.deployment(dep_id)
+        if current is None:
+            return admin_error(404, f"not found in the schema registry: {dep_id}")
+        headers = None if body.get("additional_headers") is None else _headers_map(body["additional_headers"])
+        use_http_11 = body.get("use_http_11")
+        try:
+            manifest, sdk = None, current.sdk_version
+            if body.get("overwrite"):
+                http_11 = current.http_version == "HTTP/1.1" if use_http_11 is None else bool(use_http_11)
+                manifest, sdk = await discover(
+                    client, body.get("uri") or current.uri,
+                    current.additional_headers if headers is None else headers, use_http_11=http_11)
+            dep = await registry.update_deployment(
+                dep_id, uri=body.get("uri"), additional_headers=headers,
+                use_http_11=None if use_http_11 is None else bool(use_http_11),
+                manifest=manifest, sdk_version=sdk, dry_run=bool(body.get("dry_run") or False))
+        except (DiscoveryError, RegistryError) as e:
+            return admin_error(e.status, e.message, e.code)
+        return json_response(deployment_detail(dep, registry))
+
+    def is_rr(svc: ServiceInfo) -> bool:
+        dep = registry.deployment(svc.deployment_id)
+        return dep is not None and dep.protocol_mode == "REQUEST_RESPONSE"
+
     async def list_services(_: Request) -> Response:
-        return json_response(
-            {"services": [service_json(s, registry.deployment(s.deployment_id)) for s in registry.services()]}
-        )
+        return json_response({"services": [service_json(s, request_response=is_rr(s))
+                                           for s in registry.services()]})
 
     async def get_service(request: Request) -> Response:
         name = request.path_params["name"]
         svc = registry.service(name)
         if svc is None:
             return admin_error(404, f"The requested service '{name}' does not exist")
-        return json_response(service_json(svc, registry.deployment(svc.deployment_id)))
+        return json_response(service_json(svc, request_response=is_rr(svc)))
 
     async def patch_service(request: Request) -> Response:
         name = request.path_params["name"]
-        if registry.service(name) is None:
-            return admin_error(404, f"The requested service '{name}' does not exist")
+        changes = _service_changes(await _json_body(request))
         try:
-            body = orjson.loads(await request.body())
-            changes = _service_changes(body)
-        except orjson.JSONDecodeError as exc:
-            return PlainTextResponse(f"Failed to parse the request body as JSON: {exc}", status_code=400)
-        except (DurationError, ValueError, TypeError) as exc:
-            return PlainTextResponse(
-                f"Failed to deserialize the JSON body into the target type: {exc}", status_code=422
-            )
-        svc = await registry.modify_service(name, changes)
-        assert svc is not None
-        return json_response(service_json(svc, registry.deployment(svc.deployment_id)))
+            svc = await registry.patch_service(name, changes)
+        except RegistryError as e:
+            return admin_error(e.status, e.message, e.code)
+        return json_response(service_json(svc, request_response=is_rr(svc)))
 
     async def list_handlers(request: Request) -> Response:
         name = request.path_params["name"]
         svc = registry.service(name)
         if svc is None:
             return admin_error(404, f"The requested service '{name}' does not exist")
-        return json_response({"handlers": [handler_json(h, svc) for h in svc.handlers.values()]})
+        return json_response({"handlers": [handler_json(h, request_response=is_rr(svc))
+                                           for h in svc.handlers.values()]})
 
     async def get_handler(request: Request) -> Response:
-        name, hname = request.path_params["name"], request.path_params["handler"]
+        name, handler = request.path_params["name"], request.path_params["handler"]
         svc = registry.service(name)
-        if svc is None:
-            return admin_error(404, f"The requested service '{name}' does not exist")
-        h = svc.handlers.get(hname)
-        if h is None:
-            return admin_error(404, f"The requested handler '{hname}' on service '{name}' does not exist")
-        return json_response(handler_json(h, svc))
+        info = svc.handlers.get(handler) if svc is not None else None
+        if info is None:
+            return admin_error(404, f"The requested handler '{handler}' on service '{name}' does not exist")
+        assert svc is not None
+        return json_response(handler_json(info, request_response=is_rr(svc)))
 
-    async def openapi(_: Request) -> Response:
-        from perdure.server.admin.openapi import admin_openapi
-
-        return json_response(admin_openapi(version))
+    async def bad_request(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, _BadRequest)
+        return exc.response
 
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
@@ -212,6 +315,7 @@ def create_admin_app(
         Route("/deployments", list_deployments, methods=["GET"]),
         Route("/deployments/{id}", get_deployment, methods=["GET"]),
         Route("/deployments/{id}", delete_deployment, methods=["DELETE"]),
+        Route("/deployments/{id}", patch_deployment, methods=["PATCH"]),
         Route("/services", list_services, methods=["GET"]),
         Route("/services/{name}", get_service, methods=["GET"]),
         Route("/services/{name}", patch_service, methods=["PATCH"]),
@@ -219,43 +323,4 @@ def create_admin_app(
         Route("/services/{name}/handlers/{handler}", get_handler, methods=["GET"]),
         *extra_routes,
     ]
-    return _VersionPrefix(Starlette(routes=routes))
-
-
-def _type_conflicts(registry: Registry, manifest: Any) -> str | None:
-    for sm in manifest.services:
-        cur = registry.service(sm.name)
-        if cur is not None and cur.ty != sm.ty:
-            return (
-                f"[META0006] bad service type change for '{sm.name}': {cur.ty} -> {sm.ty}; "
-                "use force to override"
-            )
-    return None
-
-
-_DURATION_FIELDS = {
-    "idempotency_retention": "idempotency_retention_ms",
-    "workflow_completion_retention": "workflow_completion_retention_ms",
-    "journal_retention": "journal_retention_ms",
-    "inactivity_timeout": "inactivity_timeout_ms",
-    "abort_timeout": "abort_timeout_ms",
-}
-
-
-def _service_changes(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise TypeError("expected a JSON object")
-    changes: dict[str, Any] = {}
-    if "public" in body:
-        if not isinstance(body["public"], bool):
-            raise TypeError("public: expected a boolean")
-        changes["public"] = body["public"]
-    for key, attr in _DURATION_FIELDS.items():
-        if body.get(key) is not None:
-            try:
-                changes[attr] = parse_duration_ms(str(body[key]))
-            except DurationError as exc:
-                raise DurationError(
-                    f'{key}: failed to parse input in the "friendly" duration format: {exc}'
-                ) from None
-    return changes
+    return _VersionPrefix(Starlette(routes=routes, exception_handlers={_BadRequest: bad_request}))

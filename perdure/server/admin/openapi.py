@@ -8,7 +8,11 @@ _PATHS = {
     "/health": {"get": "Health check"},
     "/version": {"get": "Server version and admin API levels"},
     "/deployments": {"get": "List deployments", "post": "Register a deployment (runs discovery)"},
-    "/deployments/{deployment}": {"get": "Get a deployment", "delete": "Remove a deployment (force=true)"},
+    "/deployments/{deployment}": {
+        "get": "Get a deployment",
+        "delete": "Remove a deployment (force=true)",
+        "patch": "Update a deployment's connection details, or re-discover it (overwrite=true)",
+    },
     "/services": {"get": "List services"},
     "/services/{service}": {"get": "Get a service", "patch": "Modify a service's options"},
     "/services/{service}/handlers": {"get": "List a service's handlers"},

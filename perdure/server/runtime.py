@@ -62,7 +62,7 @@ class Runtime:
         self._wakeup = asyncio.Event()
         self._tokens = itertools.count(1)
         self._replies: dict[int, asyncio.Future[Reply]] = {}
-        self.timers = TimerService(self.submit, clock_ms)
+        self.timers = TimerService(self.submit, clock_ms, storage.load_timers)
         self.healthy = True
         self.batches = 0
         self.commands = 0
@@ -107,6 +107,7 @@ class Runtime:
                 self.submit(Terminate(raw, "expire", 0))
 
     async def recover(self) -> None:
+        self.timers.reload()
         self._processor.recover(self._storage, self._clock_ms())
         await self._flush()
 
@@ -154,6 +155,7 @@ class Runtime:
 
     async def _restart_processor(self) -> None:
         self._processor = self._make_processor()
+        self.timers.reload()
         self._processor.recover(self._storage, self._clock_ms())
         await self._flush()
         self.healthy = True

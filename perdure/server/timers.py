@@ -1,31 +1,74 @@
-"""Timer service: a heap of armed timers and one task that fires them when due
-(never early) by submitting `TimerFired` to the processor. Timers are durable
-rows; this is only the in-memory wake-up schedule."""
+"""Timer service: the in-memory wake-up schedule of durable timers.
+
+Timers are rows of the store; this keeps only the earliest `resident_max` of
+them in a heap (memory stays flat with 100,000 pending sleeps) and reloads
+from the store when the heap runs low. One task fires due timers (never
+early) by submitting `TimerFired`. A timer may be submitted twice (a reload
+racing its deletion); the processor treats a second firing as a no-op."""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import math
 from collections.abc import Callable
 
 from perdure.server.processor.commands import Command, Timer, TimerFired
 
+RESIDENT_TIMERS_MAX = 10_000
+
 
 class TimerService:
-    def __init__(self, submit: Callable[[Command], None], clock_ms: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        submit: Callable[[Command], None],
+        clock_ms: Callable[[], int],
+        load: Callable[[int], list[Timer]],
+        *,
+        resident_max: int = RESIDENT_TIMERS_MAX,
+    ) -> None:
+        assert resident_max >= 2
         self._submit = submit
         self._clock_ms = clock_ms
+        self._load = load
+        self._resident_max = resident_max
         self._heap: list[Timer] = []
         self._armed: set[Timer] = set()
+        # Every stored timer at or before the horizon is resident (or fired);
+        # later ones wait in the store until a reload.
+        self._horizon_ms: float = math.inf
         self._changed = asyncio.Event()
 
+    def reload(self) -> None:
+        """(Re)load the earliest stored timers: at start and after a processor rebuild."""
+        rows = self._load(self._resident_max)
+        for t in rows:
+            self._push(t)
+        self._horizon_ms = rows[-1].wake_at_ms if len(rows) >= self._resident_max else math.inf
+        self._changed.set()
+
     def arm(self, timer: Timer) -> None:
+        if timer.wake_at_ms > self._horizon_ms:
+            return  # stored; a reload brings it in when its turn comes
+        self._push(timer)
+        if len(self._heap) > self._resident_max:
+            self._shed()
+        if self._heap[0] is timer:
+            self._changed.set()
+
+    def _push(self, timer: Timer) -> None:
         if timer in self._armed:
             return
         self._armed.add(timer)
         heapq.heappush(self._heap, timer)
-        if self._heap[0] is timer:
-            self._changed.set()
+
+    def _shed(self) -> None:
+        """Drop the latest half back to the store so memory stays bounded."""
+        keep = heapq.nsmallest(self._resident_max // 2, self._heap)
+        self._heap = keep
+        heapq.heapify(self._heap)
+        self._armed = set(keep)
+        self._horizon_ms = keep[-1].wake_at_ms if keep else math.inf
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -34,6 +77,10 @@ class TimerService:
         heap = self._heap
         while True:
             self._changed.clear()
+            heap = self._heap
+            if len(heap) < self._resident_max // 2 and self._horizon_ms != math.inf:
+                self.reload()
+                continue
             if not heap:
                 await self._changed.wait()
                 continue
@@ -41,7 +88,7 @@ class TimerService:
             due = heap[0].wake_at_ms
             if due > now:
                 try:
-                    async with asyncio.timeout((due - now) / 1000):
+                    async with asyncio.timeout(min((due - now) / 1000, 3600.0)):
                         await self._changed.wait()
                 except TimeoutError:
                     pass

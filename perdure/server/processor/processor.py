@@ -72,7 +72,7 @@ CANCELLED = Failure(409, "cancelled")
 @dataclass(frozen=True, slots=True)
 class ProcessorConfig:
     eager_state_size_max: int = 32 * 1024 * 1024
-    timers_loaded_max: int = 1_000_000
+    timers_loaded_max: int = 10_000  # the timer service loads the rest lazily
 
 
 class Processor:

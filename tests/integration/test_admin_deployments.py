@@ -70,13 +70,15 @@ sdk_app = restate.app([greeter, counter, signup])
 
 # --- an endpoint whose manifest the test changes between registrations ---
 MANIFESTS_ENV = "PERDURE_TEST_MANIFESTS"
-_BASE = {"protocolMode": "BIDI_STREAM", "minProtocolVersion": 5, "maxProtocolVersion": 7, "services": [
+_BASE: dict[str, Any] = {
+    "protocolMode": "BIDI_STREAM", "minProtocolVersion": 5, "maxProtocolVersion": 7, "services": [
     {"name": "AdmSvc", "ty": "SERVICE", "handlers": [
         {"name": "h", "input": {"required": False, "contentType": "application/json"},
          "output": {"contentType": "application/json", "setContentTypeIfEmpty": True}}]}]}
 _CHANGED = copy.deepcopy(_BASE)
 _CHANGED["services"][0]["handlers"].append({"name": "h2", "input": {}, "output": {}})
-_OPTIONS = {"protocolMode": "REQUEST_RESPONSE", "minProtocolVersion": 5, "maxProtocolVersion": 7, "services": [
+_OPTIONS: dict[str, Any] = {
+    "protocolMode": "REQUEST_RESPONSE", "minProtocolVersion": 5, "maxProtocolVersion": 7, "services": [
     {"name": "AdmOpt", "ty": "SERVICE", "documentation": "doc", "metadata": {"a": "b"},
      "journalRetention": 3_600_000, "idempotencyRetention": 7_200_000, "abortTimeout": 120_000,
      "retryPolicyMaxAttempts": 5, "retryPolicyOnMaxAttempts": "KILL", "handlers": [
@@ -110,7 +112,8 @@ async def manifest_app(scope: Scope, receive: Receive, send: Send) -> None:
         ctype = manifests[parts[1]].get("content_type", "application/vnd.restate.endpointmanifest.v4+json")
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", ctype.encode()), (b"x-restate-server", b"probe/1.0")]})
-        await send({"type": "http.response.body", "body": json.dumps(manifests[parts[1]]["manifest"]).encode()})
+        body = json.dumps(manifests[parts[1]]["manifest"]).encode()
+        await send({"type": "http.response.body", "body": body})
         return
     await send({"type": "http.response.start", "status": 404, "headers": []})
     await send({"type": "http.response.body", "body": b"nope"})
@@ -143,7 +146,8 @@ class PerdureAdmin:
             registry = await Registry.load(storage)
             app = create_admin_app(registry, client, version="0.1.0",
                                    ingress_endpoint="http://127.0.0.1:8080/")
-            config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+            config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                    lifespan="off")
             self._server = uvicorn.Server(config)
             await self._server.serve()
         finally:
@@ -169,6 +173,7 @@ class World:
     def __init__(self, tmp: Path, manifests: Path, manifest_url: str, sdk_url: str, ts_url: str) -> None:
         self.tmp, self.manifests = tmp, manifests
         self.manifest_url, self.sdk_url, self.ts_url = manifest_url, sdk_url, ts_url
+        self.unreachable_port = free_port()
 
     def set_manifest(self, name: str, manifest: dict[str, Any], **extra: Any) -> None:
         current = json.loads(self.manifests.read_text())
@@ -287,7 +292,6 @@ def run_flow(admin_url: str, world: World) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def observations(world: World, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]]:
-    world.unreachable_port = free_port()  # type: ignore[attr-defined]
     results: dict[str, list[Any]] = {}
     real = RestateServer(tmp_path_factory.mktemp("restate") / "data")
     real.start()

@@ -3,13 +3,14 @@
 `Timers` sleeps (with journaled steps around the sleep), `Waiter` waits on an awakeable whose id
 it publishes in the ledger, `Caller` calls, sends and attaches to other invocations, `Inbox`
 records each delivery with its wall-clock time, `Tree` is a call chain that compensates when
-cancelled. `app` serves them over bidi streaming; `rr_app` serves `RrTimers` in request-response
-mode (every wait suspends the invocation).
+cancelled. `app` serves them over bidi streaming; `rr_app` serves `RrTimers` and `RrWaiter` in
+request-response mode, where every wait suspends the invocation.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,11 @@ TREE_DEPTH = 3
 LEAF_SLEEP = timedelta(seconds=30)  # never reached in the tests: the tree is cancelled first
 
 
+def wall_clock() -> float:
+    """Unix time (the SDK cannot take the builtin `time.time` as a step: it has no signature)."""
+    return time.time()
+
+
 def make_timers(name: str) -> restate.Service:
     """A plain sleep and a sleep between two journaled steps."""
     timers = restate.Service(name)
@@ -30,6 +36,13 @@ def make_timers(name: str) -> restate.Service:
     async def sleep(ctx: restate.Context, ms: int) -> int:
         await ctx.sleep(timedelta(milliseconds=ms))
         return ms
+
+    @timers.handler()
+    async def sleep_until(ctx: restate.Context, wake_at_s: float) -> float:
+        """Sleep until the given Unix time (journaled clock), so many sleeps wake together."""
+        now_s = await ctx.run("now", wall_clock)
+        await ctx.sleep(timedelta(seconds=max(0.0, wake_at_s - now_s)))
+        return wake_at_s
 
     @timers.handler()
     async def steps(ctx: restate.Context, req: dict[str, Any]) -> str:
@@ -43,28 +56,29 @@ def make_timers(name: str) -> restate.Service:
     return timers
 
 
-waiter = restate.Service("Waiter")
+def make_waiter(name: str) -> restate.Service:
+    """Awakeables: `wait` publishes its awakeable id in the ledger; the others complete one."""
+    waiter = restate.Service(name)
 
+    @waiter.handler()
+    async def wait(ctx: restate.Context, tag: str) -> dict[str, Any]:
+        """Create an awakeable, publish its id as ledger event `awakeable <id>`, return its outcome."""
+        awakeable_id, result = ctx.awakeable(type_hint=object)
+        await ctx.run("publish", lambda: record(tag, f"awakeable {awakeable_id}"))
+        try:
+            return {"value": await result}
+        except restate.TerminalError as err:
+            return {"error": err.message, "code": err.status_code}
 
-@waiter.handler()
-async def wait(ctx: restate.Context, tag: str) -> dict[str, Any]:
-    """Create an awakeable, publish its id as ledger event `awakeable <id>`, return its outcome."""
-    awakeable_id, result = ctx.awakeable(type_hint=object)
-    await ctx.run("publish", lambda: record(tag, f"awakeable {awakeable_id}"))
-    try:
-        return {"value": await result}
-    except restate.TerminalError as err:
-        return {"error": err.message, "code": err.status_code}
+    @waiter.handler()
+    async def resolve(ctx: restate.Context, req: dict[str, Any]) -> None:
+        ctx.resolve_awakeable(str(req["id"]), req["value"])
 
+    @waiter.handler()
+    async def reject(ctx: restate.Context, req: dict[str, Any]) -> None:
+        ctx.reject_awakeable(str(req["id"]), str(req["reason"]), int(req["code"]))
 
-@waiter.handler()
-async def resolve(ctx: restate.Context, req: dict[str, Any]) -> None:
-    ctx.resolve_awakeable(str(req["id"]), req["value"])
-
-
-@waiter.handler()
-async def reject(ctx: restate.Context, req: dict[str, Any]) -> None:
-    ctx.reject_awakeable(str(req["id"]), str(req["reason"]), int(req["code"]))
+    return waiter
 
 
 callee = restate.Service("Callee")
@@ -73,6 +87,18 @@ callee = restate.Service("Callee")
 @callee.handler()
 async def echo(ctx: restate.Context, msg: str) -> str:
     return f"echo {msg}"
+
+
+@callee.handler()
+async def counted(ctx: restate.Context, tag: str) -> dict[str, Any]:
+    """Record a run in the ledger; return a fresh token and the `x-tag` header it was called with."""
+
+    def step() -> str:
+        record(tag, "counted")
+        return uuid.uuid4().hex
+
+    token = await ctx.run("count", step)
+    return {"token": token, "x-tag": ctx.request().headers.get("x-tag")}
 
 
 @callee.handler()
@@ -93,11 +119,6 @@ async def deliver(ctx: restate.ObjectContext, msg: str) -> None:
 caller = restate.Service("Caller")
 
 
-def wall_clock() -> float:
-    """Unix time (the SDK cannot take the builtin `time.time` as a step: it has no signature)."""
-    return time.time()
-
-
 @caller.handler()
 async def fanout(ctx: restate.Context, tag: str) -> dict[str, Any]:
     """Call Callee/echo, send "now" to Inbox/{tag} and "later" with a 1.5 s delay."""
@@ -106,6 +127,15 @@ async def fanout(ctx: restate.Context, tag: str) -> dict[str, Any]:
     ctx.object_send(deliver, key=tag, arg="now")
     ctx.object_send(deliver, key=tag, arg="later", send_delay=DELAYED_SEND)
     return {"echo": echoed, "sent_at": sent_at}
+
+
+@caller.handler()
+async def call_twice(ctx: restate.Context, tag: str) -> list[dict[str, Any]]:
+    """Call Callee/counted twice with one idempotency key and an `x-tag` header."""
+    results = []
+    for _ in range(2):
+        results.append(await ctx.service_call(counted, tag, idempotency_key=tag, headers={"x-tag": tag}))
+    return results
 
 
 @caller.handler()
@@ -141,5 +171,5 @@ async def level(ctx: restate.Context, req: dict[str, Any]) -> str:
     return f"level {depth} done"
 
 
-app = restate.app([make_timers("Timers"), waiter, callee, inbox, caller, tree])
-rr_app = restate.app([make_timers("RrTimers")], protocol="request_response")
+app = restate.app([make_timers("Timers"), make_waiter("Waiter"), callee, inbox, caller, tree])
+rr_app = restate.app([make_timers("RrTimers"), make_waiter("RrWaiter")], protocol="request_response")

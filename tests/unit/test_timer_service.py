@@ -41,9 +41,13 @@ async def test_many_stored_timers_fire_in_order_with_a_bounded_heap() -> None:
             svc.arm(Timer(step + 5_000, b"x" * 24, TIMER_SLEEP, step))  # far future: stays stored
             stored.append(Timer(step + 5_000, b"x" * 24, TIMER_SLEEP, step))
             stored.sort()
-            for _ in range(5):
-                await asyncio.sleep(0)
+            await asyncio.sleep(0.002)  # the service waits (due - now) of real time at most
             peak = max(peak, len(svc))
+        clock.now_ms = 3_100
+        async with asyncio.timeout(10):
+            while sum(1 for t in fired if t.invocation != b"x" * 24) < 1_000:
+                await asyncio.sleep(0.01)
+                peak = max(peak, len(svc))
     finally:
         task.cancel()
     first = [t for t in fired if t.invocation != b"x" * 24]

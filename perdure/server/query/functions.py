@@ -127,9 +127,16 @@ def _entry(msg_type: int, body: bytes, name: str) -> str | int | None:
     return value
 
 
+# Restate's names for the protocol's own failure codes, and the documented error
+# codes (RTxxxx) it reports for them in `last_failure_error_code`.
+PROTOCOL_CODE_NAMES = {500: "Internal", 570: "Journal mismatch", 571: "Protocol violation"}
+RESTATE_ERROR_CODES = {570: "RT0016"}
+RETRYABLE_ERROR_CODE = "RT0007"
+
+
 def code_name(code: int) -> str:
-    if code == 500:
-        return "Internal"
+    if code in PROTOCOL_CODE_NAMES:
+        return PROTOCOL_CODE_NAMES[code]
     try:
         return HTTPStatus(code).phrase.replace(" ", "")
     except ValueError:
@@ -144,6 +151,14 @@ def failure_text(last_failure_json: str | None) -> str | None:
     head = f"[{lf['code']} {code_name(int(lf['code']))}] {lf['message']}"
     stack = lf.get("stacktrace") or ""
     return f"{head}\n{stack}" if stack else head
+
+
+def error_code(last_failure_json: str | None) -> str | None:
+    """The Restate error code of the last failure (RT0007: a retryable error of the service)."""
+    if last_failure_json is None:
+        return None
+    code = int(orjson.loads(last_failure_json)["code"])
+    return RESTATE_ERROR_CODES.get(code, RETRYABLE_ERROR_CODE)
 
 
 def transient_error_json(last_failure_json: str | None) -> str | None:
@@ -180,6 +195,7 @@ def register(conn: sqlite3.Connection, ctx: QueryContext) -> None:
     conn.create_function("perdure_entry", 3, _entry, **pure)
     conn.create_function("perdure_kind", 1, _kind, **pure)
     conn.create_function("perdure_failure", 1, failure_text, **pure)
+    conn.create_function("perdure_error_code", 1, error_code, **pure)
     conn.create_function("perdure_transient_error", 1, transient_error_json, **pure)
     conn.create_function("perdure_in_flight", 1, lambda raw: 1 if bytes(raw) in ctx.live else 0)
     conn.create_function("perdure_deployments", 0, lambda: ctx.deployments_json)

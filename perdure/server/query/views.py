@@ -81,6 +81,7 @@ INVOCATION_STATE: dict[str, str] = {
     "last_attempt_server": rec("las"),
     "next_retry_at": f"perdure_ts({rec('nr')})",
     "last_failure": f"perdure_failure({rec('lf')})",
+    "last_failure_error_code": f"perdure_error_code({rec('lf')})",
     "last_failure_related_command_index": rec("lf.related_command_index"),
     "last_failure_related_command_name": rec("lf.related_command_name"),
     "last_failure_related_command_type": f"perdure_kind({rec('lf.related_command_type')})",

@@ -15,13 +15,13 @@ from tests.compat.services.ledger import LEDGER_ENV, Ledger
 from tests.sdk.services.sdk import SDK_ENV
 from tests.support import PythonService, register
 
-SERVERS_ENV = "PERDURE_SDK_TEST_SERVERS"  # which servers the SDK suite runs against; default restate
+SERVERS_ENV = "PERDURE_SDK_TEST_SERVERS"  # which servers the SDK suite runs against; default both
 SCENARIOS = "tests.sdk.services.scenarios"
 VERSIONED = "tests.sdk.services.versioned"
 
 
 def sdk_servers() -> list[str]:
-    return [k.strip() for k in os.environ.get(SERVERS_ENV, "restate").split(",") if k.strip()]
+    return [k.strip() for k in os.environ.get(SERVERS_ENV, "restate,perdure").split(",") if k.strip()]
 
 
 class Deployment:

@@ -292,6 +292,7 @@ async def wait_counts(admin_url: str, status: str, timeout_s: float) -> dict[str
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(WAKE_AFTER_S + FIRE_BUDGET_S + 120)
 @pytest.mark.skipif(os.environ.get(SLOW_ENV) != "1", reason=f"scale check; set {SLOW_ENV}=1")
 async def test_ten_thousand_pending_sleeps_keep_memory_flat_and_fire_after_restart(
     tmp_path_factory: pytest.TempPathFactory, record_property: Callable[[str, object], None]
@@ -306,6 +307,7 @@ async def test_ten_thousand_pending_sleeps_keep_memory_flat_and_fire_after_resta
         rss = {"start": rss_kib(srv.pid)}
         wake_at_s = time.time() + WAKE_AFTER_S
         ids = await send_sleeps(srv.ingress_url, wake_at_s)
+        sent_in_s = time.time() - (wake_at_s - WAKE_AFTER_S)
         await wait_counts(srv.admin_url, "suspended", timeout_s=max(1.0, wake_at_s - time.time()))
         rss["pending"] = rss_kib(srv.pid)
         cpu = {"pending": await idle_cpu(srv.pid)}
@@ -316,7 +318,8 @@ async def test_ten_thousand_pending_sleeps_keep_memory_flat_and_fire_after_resta
         assert time.time() < wake_at_s, "the sleeps fired before the restart: sending was too slow"
         record_property("rss_kib", rss)
         record_property("idle_cpu_fraction", cpu)
-        print(f"RSS KiB {rss}; idle CPU {cpu}")
+        record_property("sent_in_s", sent_in_s)
+        print(f"sent {PENDING_SLEEPS} in {sent_in_s:.1f}s; RSS KiB {rss}; idle CPU {cpu}")
         await wait_counts(srv.admin_url, "completed", timeout_s=wake_at_s - time.time() + FIRE_BUDGET_S)
         rss["fired"] = rss_kib(srv.pid)
         print(f"RSS KiB after firing {rss['fired']}")

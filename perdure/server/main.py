@@ -17,6 +17,7 @@ from perdure.server.admin.query import query_routes
 from perdure.server.admin.state import state_routes
 from perdure.server.config import VERSION, Settings
 from perdure.server.ingress.app import Ingress
+from perdure.server.invoker.h1client import H1Client
 from perdure.server.invoker.h2client import H2Client
 from perdure.server.invoker.invoker import Invoker
 from perdure.server.processor.commands import ReplaceState
@@ -60,6 +61,7 @@ async def serve(settings: Settings) -> None:
     await storage.open()
     registry = await Registry.load(storage)
     client = H2Client()
+    h1_client = H1Client()
     runtime_box: list[Runtime] = []
     invoker = Invoker(
         registry,
@@ -67,6 +69,7 @@ async def serve(settings: Settings) -> None:
         lambda cmd: runtime_box[0].submit(cmd),
         message_size_max=settings.message_size_max_bytes,
         concurrency_max=settings.concurrent_invocations_max,
+        h1_opener=h1_client,
     )
     runtime = Runtime(storage, lambda: Processor(storage, registry), invoker)
     runtime_box.append(runtime)
@@ -132,5 +135,6 @@ async def serve(settings: Settings) -> None:
     finally:
         await query_engine.close()
         await client.aclose()
+        await h1_client.aclose()
         await storage.close()
         log.info("perdure stopped")

@@ -50,6 +50,7 @@ class Endpoint:
     request_response: bool
     protocol_version: int
     additional_headers: tuple[tuple[str, str], ...]
+    http1: bool = False
 
 
 class AttemptFailure(Exception):

@@ -346,8 +346,11 @@ class _Connection(asyncio.Protocol):
             else:
                 stream._fail(ConnectionLost(f"{self.pool.authority} refused the stream (GOAWAY)"))
         if event.error_code != 0 or not self.streams:
-            self._abort(ConnectionLost(f"{self.pool.authority} closed the connection (GOAWAY "
-                                       f"error code {event.error_code})"))
+            self._abort(
+                ConnectionLost(
+                    f"{self.pool.authority} closed the connection (GOAWAY error code {event.error_code})"
+                )
+            )
             return
         # h2 treats a received GOAWAY as terminal, but RFC 9113 lets streams up to
         # last_stream_id complete; keep the state machine open so their frames are accepted.
@@ -532,12 +535,12 @@ class _Pool:
         self._connecting = fut = loop.create_future()
         try:
             async with asyncio.timeout(self.client.connect_timeout_s):
-                _, proto = await loop.create_connection(
-                    lambda: _Connection(self), self.host, self.port
-                )
+                _, proto = await loop.create_connection(lambda: _Connection(self), self.host, self.port)
         except TimeoutError:
-            err = ConnectError(errno.ETIMEDOUT, f"connect to {self.authority} timed out after "
-                               f"{self.client.connect_timeout_s}s")
+            err = ConnectError(
+                errno.ETIMEDOUT,
+                f"connect to {self.authority} timed out after {self.client.connect_timeout_s}s",
+            )
             fut.set_exception(err)
             raise err from None
         except OSError as e:
@@ -620,8 +623,13 @@ class H2Client:
         if target is None:
             target = self._resolve(url)
         pool, path = target
-        head = [(":method", method), (":scheme", "http"), (":authority", pool.authority),
-                (":path", path), *headers]
+        head = [
+            (":method", method),
+            (":scheme", "http"),
+            (":authority", pool.authority),
+            (":path", path),
+            *headers,
+        ]
         stream = H2Stream(self, pool.authority, head)
         stream._end_queued = end_stream
         await self._open(pool, stream)

@@ -30,6 +30,8 @@ class DeploymentView(Protocol):
     def max_protocol_version(self) -> int: ...
     @property
     def additional_headers(self) -> Mapping[str, str]: ...
+    @property
+    def http_version(self) -> str: ...  # "HTTP/2.0" | "HTTP/1.1"
 
 
 class Deployments(Protocol):
@@ -47,9 +49,11 @@ class Invoker:
         *,
         message_size_max: int,
         concurrency_max: int = 10_000,
+        h1_opener: Opener | None = None,
     ) -> None:
         self._registry = registry
         self._opener = opener
+        self._h1_opener = h1_opener
         self._submit = submit
         self._message_size_max = message_size_max
         self._attempts: dict[bytes, Attempt] = {}
@@ -72,7 +76,15 @@ class Invoker:
                 )
             )
             return
-        attempt = Attempt(eff, endpoint, self._opener, self._submit, message_size_max=self._message_size_max)
+        opener = self._opener
+        if endpoint.http1:
+            if self._h1_opener is None:
+                self._submit(
+                    AttemptFailed(eff.invocation, eff.attempt, 500, "HTTP/1.1 deployments are disabled")
+                )
+                return
+            opener = self._h1_opener
+        attempt = Attempt(eff, endpoint, opener, self._submit, message_size_max=self._message_size_max)
         self._attempts[eff.invocation] = attempt
         assert self._tg is not None, "invoker not bound to a task group"
         attempt.task = self._tg.create_task(self._run(attempt))
@@ -115,7 +127,9 @@ class Invoker:
         uri = dep.uri if dep.uri.endswith("/") else dep.uri + "/"
         return Endpoint(
             uri=uri,
-            request_response=dep.protocol_mode == "REQUEST_RESPONSE",
+            # HTTP/1.1 cannot stream both ways: such endpoints run request-response.
+            request_response=dep.protocol_mode == "REQUEST_RESPONSE" or dep.http_version == "HTTP/1.1",
+            http1=dep.http_version == "HTTP/1.1",
             protocol_version=version,
             additional_headers=tuple(dep.additional_headers.items()),
         )

@@ -780,6 +780,7 @@ class Processor:
         if inv.attempt_live:
             self._effects.append(AbortAttempt(raw, inv.attempt))
             inv.attempt_live = False
+        self._drop_timers(inv)
         inv.status = COMPLETED
         inv.outcome = outcome
         inv.completed_at_ms = self._now
@@ -798,6 +799,21 @@ class Processor:
             self._release_lock(inv)
         if inv.completion_retention_ms <= 0:
             self._purge(inv)
+
+    def _drop_timers(self, inv: Invocation) -> None:
+        """A completed invocation leaves no timers behind (a killed sleeper, a pending retry)."""
+        if inv.next_retry_at_ms is not None:
+            self._batch.timers_delete.append(
+                Timer(inv.next_retry_at_ms, inv.id.raw, TIMER_RETRY, inv.retry_count)
+            )
+        if inv.status == SCHEDULED and inv.execution_time_ms is not None:
+            self._batch.timers_delete.append(Timer(inv.execution_time_ms, inv.id.raw, TIMER_DELAYED_INVOKE))
+        for e in inv.journal:
+            if e.type == T.SLEEP:
+                sleep = decode(e.type, e.body)
+                if sleep.result_completion_id not in inv.completed_ids:
+                    timer = Timer(sleep.wake_up_time, inv.id.raw, TIMER_SLEEP, sleep.result_completion_id)
+                    self._batch.timers_delete.append(timer)
 
     def _drop_from_inbox(self, inv: Invocation) -> None:
         t = inv.target

@@ -155,7 +155,7 @@ class Runtime:
 
     async def _restart_processor(self) -> None:
         self._processor = self._make_processor()
-        self.timers.reload()
+        self.timers.reload(refire=True)
         self._processor.recover(self._storage, self._clock_ms())
         await self._flush()
         self.healthy = True

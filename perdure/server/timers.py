@@ -16,6 +16,7 @@ from collections.abc import Callable
 from perdure.server.processor.commands import Command, Timer, TimerFired
 
 RESIDENT_TIMERS_MAX = 10_000
+RELOAD_RETRY_S = 0.05  # everything stored is already firing: let the processor delete them first
 
 
 class TimerService:
@@ -37,15 +38,25 @@ class TimerService:
         # Every stored timer at or before the horizon is resident (or fired);
         # later ones wait in the store until a reload.
         self._horizon_ms: float = math.inf
+        # Fired but maybe not yet deleted by the processor: a reload must not fire them again.
+        self._fired: set[Timer] = set()
         self._changed = asyncio.Event()
 
-    def reload(self) -> None:
-        """(Re)load the earliest stored timers: at start and after a processor rebuild."""
+    def reload(self, *, refire: bool = False) -> int:
+        """(Re)load the earliest stored timers; returns how many were new. At start
+        and after a processor rebuild (`refire`: queued firings were dropped)."""
         rows = self._load(self._resident_max)
+        if refire:
+            self._fired.clear()
+        else:
+            self._fired.intersection_update(rows)  # the rest were deleted: done
+        before = len(self._heap)
         for t in rows:
-            self._push(t)
+            if t not in self._fired:
+                self._push(t)
         self._horizon_ms = rows[-1].wake_at_ms if len(rows) >= self._resident_max else math.inf
         self._changed.set()
+        return len(self._heap) - before
 
     def arm(self, timer: Timer) -> None:
         if timer.wake_at_ms > self._horizon_ms:
@@ -79,7 +90,8 @@ class TimerService:
             self._changed.clear()
             heap = self._heap
             if len(heap) < self._resident_max // 2 and self._horizon_ms != math.inf:
-                self.reload()
+                if self.reload() == 0:
+                    await asyncio.sleep(RELOAD_RETRY_S)
                 continue
             if not heap:
                 await self._changed.wait()
@@ -96,4 +108,6 @@ class TimerService:
             while heap and heap[0].wake_at_ms <= now:
                 t = heapq.heappop(heap)
                 self._armed.discard(t)
+                if self._horizon_ms != math.inf:  # only a reload could bring it back
+                    self._fired.add(t)
                 self._submit(TimerFired(t))

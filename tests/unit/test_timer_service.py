@@ -54,3 +54,36 @@ async def test_many_stored_timers_fire_in_order_with_a_bounded_heap() -> None:
     assert len(first) == 1_000 and len(set(first)) == 1_000
     assert first == sorted(first)
     assert peak <= 50
+
+
+async def test_timers_fired_but_not_yet_deleted_are_not_fired_again_and_do_not_starve_the_loop() -> None:
+    """Regression: with more stored timers than the window, a reload used to re-fire the timers
+    the processor had not deleted yet, in a loop that never yielded (10,000 sleeps froze the server)."""
+    stored = [Timer(1_000, i.to_bytes(24, "big"), TIMER_SLEEP, 1) for i in range(200)]
+    clock = Clock()
+    submitted: list[Timer] = []
+    other_task_runs = 0
+
+    def submit(cmd: Command) -> None:
+        assert isinstance(cmd, TimerFired)
+        submitted.append(cmd.timer)
+
+    svc = TimerService(submit, clock, lambda n: stored[:n], resident_max=50)
+    svc.reload()
+
+    async def other() -> None:
+        nonlocal other_task_runs
+        while True:
+            other_task_runs += 1
+            await asyncio.sleep(0.001)
+
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(svc.run()), tg.create_task(other())]
+        await asyncio.sleep(0.3)  # the "processor" deletes nothing meanwhile
+        assert len(submitted) == len(set(submitted)) == 50, len(submitted)
+        assert other_task_runs > 10
+        del stored[:50]  # now the processor has handled those
+        await asyncio.sleep(0.3)
+        for t in tasks:
+            t.cancel()
+    assert len(submitted) == len(set(submitted)) == 100, len(submitted)

@@ -35,8 +35,14 @@ DEFAULT_RETRY_MAX_INTERVAL_MS = 60_000
 DEFAULT_RETRY_ON_MAX_ATTEMPTS = "PAUSE"
 
 # Service fields the admin API may PATCH, with the override key each one sets.
-PATCHABLE = ("public", "idempotency_retention_ms", "workflow_completion_retention_ms",
-             "journal_retention_ms", "inactivity_timeout_ms", "abort_timeout_ms")
+PATCHABLE = (
+    "public",
+    "idempotency_retention_ms",
+    "workflow_completion_retention_ms",
+    "journal_retention_ms",
+    "inactivity_timeout_ms",
+    "abort_timeout_ms",
+)
 
 
 class MetadataStore(Protocol):
@@ -99,17 +105,18 @@ class HandlerInfo:
         if rule is None:
             if body or content_type:
                 shown = "None" if content_type is None else f'Some("{content_type}")'
-                return ("Expected body and content-type to be empty, "
-                        f"but wasn't with content-type '{shown}'")
+                return f"Expected body and content-type to be empty, but wasn't with content-type '{shown}'"
             return None
+        if content_type is not None and not content_type_matches(rule, content_type):
+            return f"Content-type '{content_type}' does not match '{rule}'"
         if not body:
             if self.input_required:
                 return f"Expected body with content-type '{rule}', but was empty"
-            return None
+            # No body and no content-type: the handler gets no input. A content-type
+            # announcing a body that is not there is refused, as Restate does.
+            return None if content_type is None else "Empty body not allowed"
         if content_type is None:
             return None if rule == "*/*" else "Empty content-type"
-        if not content_type_matches(rule, content_type):
-            return f"Content-type '{content_type}' does not match '{rule}'"
         return None
 
 
@@ -138,11 +145,12 @@ class ServiceInfo:
 
 
 def content_type_matches(rule: str, content_type: str) -> bool:
-    """`application/json; charset=utf-8` matches `application/json`, `application/*`, `*/*`."""
+    """`application/json; charset=utf-8` matches `application/json`, `application/*`, `*/*`.
+    Case-sensitive, as Restate 1.7.12 compares (`APPLICATION/JSON` is refused)."""
     if rule == "*/*":
         return True
-    want_type, _, want_sub = rule.split(";", 1)[0].strip().lower().partition("/")
-    got_type, _, got_sub = content_type.split(";", 1)[0].strip().lower().partition("/")
+    want_type, _, want_sub = rule.split(";", 1)[0].strip().partition("/")
+    got_type, _, got_sub = content_type.split(";", 1)[0].strip().partition("/")
     return want_type in ("*", got_type) and want_sub in ("*", got_sub)
 
 
@@ -254,12 +262,17 @@ class Registry:
             records.pop(dep_id, None)
             self._check_types(records, manifest, allow=force or breaking)
             deployment = Deployment(
-                id=dep_id, uri=uri, protocol_mode=manifest.protocol_mode,
+                id=dep_id,
+                uri=uri,
+                protocol_mode=manifest.protocol_mode,
                 http_version="HTTP/1.1" if use_http_11 else "HTTP/2.0",
                 min_protocol_version=manifest.min_protocol_version,
                 max_protocol_version=manifest.max_protocol_version,
-                sdk_version=sdk_version, additional_headers=dict(additional_headers or {}),
-                created_at_ms=created_at, services=revisions, metadata=dict(metadata or {}),
+                sdk_version=sdk_version,
+                additional_headers=dict(additional_headers or {}),
+                created_at_ms=created_at,
+                services=revisions,
+                metadata=dict(metadata or {}),
             )
             record = _Record(deployment, manifest, {})
             records[dep_id] = record
@@ -296,11 +309,14 @@ class Registry:
             if manifest is not None:
                 new_manifest = manifest
                 changes.update(
-                    protocol_mode=manifest.protocol_mode, sdk_version=sdk_version,
+                    protocol_mode=manifest.protocol_mode,
+                    sdk_version=sdk_version,
                     min_protocol_version=manifest.min_protocol_version,
                     max_protocol_version=manifest.max_protocol_version,
-                    services={s.name: dep.services.get(s.name) or _max_revision(self._records, s.name) + 1
-                              for s in manifest.services},
+                    services={
+                        s.name: dep.services.get(s.name) or _max_revision(self._records, s.name) + 1
+                        for s in manifest.services
+                    },
                 )
             new = _Record(dataclasses.replace(dep, **changes), new_manifest, record.overrides)
             if not dry_run:
@@ -312,7 +328,8 @@ class Registry:
         async with self._lock:
             if deployment_id not in self._records:
                 raise RegistryError(
-                    f"not found in the schema registry: deployment with id '{deployment_id}'", 404)
+                    f"not found in the schema registry: deployment with id '{deployment_id}'", 404
+                )
             records = {k: v for k, v in self._records.items() if k != deployment_id}
             await self._commit(records)
 
@@ -343,7 +360,9 @@ class Registry:
                 raise RegistryError(
                     f"[META0006] detected a new service revision for '{service.name}' changing the "
                     "service type from previous revision. Service type cannot be changed across revisions.",
-                    409, "META0006")
+                    409,
+                    "META0006",
+                )
 
     async def _commit(self, records: dict[str, _Record]) -> None:
         await self._store.put_meta(SCHEMA_KEY, _encode_schema(records))
@@ -370,7 +389,11 @@ def _now_ms() -> int:
 
 def _same_manifest(a: Manifest, b: Manifest) -> bool:
     return (a.protocol_mode, a.min_protocol_version, a.max_protocol_version, a.services) == (
-        b.protocol_mode, b.min_protocol_version, b.max_protocol_version, b.services)
+        b.protocol_mode,
+        b.min_protocol_version,
+        b.max_protocol_version,
+        b.services,
+    )
 
 
 def _max_revision(records: Mapping[str, _Record], name: str) -> int:
@@ -402,17 +425,24 @@ def _service_info(record: _Record, service: ServiceManifest) -> ServiceInfo:
     workflow_handler = next((h for h in service.handlers if h.ty == "WORKFLOW"), None)
     wf_retention = None
     if service.ty == "WORKFLOW":
-        wf_retention = _pick(workflow_handler.options.workflow_completion_retention_ms if workflow_handler
-                             else None, over.get("workflow_completion_retention_ms"),
-                             DEFAULT_WORKFLOW_COMPLETION_RETENTION_MS)
+        wf_retention = _pick(
+            workflow_handler.options.workflow_completion_retention_ms if workflow_handler else None,
+            over.get("workflow_completion_retention_ms"),
+            DEFAULT_WORKFLOW_COMPLETION_RETENTION_MS,
+        )
     public = _pick(over.get("public"), None if o.ingress_private is None else not o.ingress_private, True)
     svc = dict(
-        idempotency_retention_ms=_pick(over.get("idempotency_retention_ms"), o.idempotency_retention_ms,
-                                       DEFAULT_IDEMPOTENCY_RETENTION_MS),
-        journal_retention_ms=_pick(over.get("journal_retention_ms"), o.journal_retention_ms,
-                                   DEFAULT_JOURNAL_RETENTION_MS),
-        inactivity_timeout_ms=_pick(over.get("inactivity_timeout_ms"), o.inactivity_timeout_ms,
-                                    0 if rr else DEFAULT_INACTIVITY_TIMEOUT_MS),
+        idempotency_retention_ms=_pick(
+            over.get("idempotency_retention_ms"), o.idempotency_retention_ms, DEFAULT_IDEMPOTENCY_RETENTION_MS
+        ),
+        journal_retention_ms=_pick(
+            over.get("journal_retention_ms"), o.journal_retention_ms, DEFAULT_JOURNAL_RETENTION_MS
+        ),
+        inactivity_timeout_ms=_pick(
+            over.get("inactivity_timeout_ms"),
+            o.inactivity_timeout_ms,
+            0 if rr else DEFAULT_INACTIVITY_TIMEOUT_MS,
+        ),
         abort_timeout_ms=_pick(over.get("abort_timeout_ms"), o.abort_timeout_ms, DEFAULT_ABORT_TIMEOUT_MS),
         enable_lazy_state=_pick(o.enable_lazy_state, False),
         retry_initial_interval_ms=_pick(o.retry_initial_interval_ms, DEFAULT_RETRY_INITIAL_INTERVAL_MS),
@@ -423,20 +453,31 @@ def _service_info(record: _Record, service: ServiceManifest) -> ServiceInfo:
     )
     handlers = {h.name: _handler_info(h, svc, bool(public), wf_retention) for h in service.handlers}
     return ServiceInfo(
-        name=service.name, ty=service.ty, handlers=handlers, deployment_id=dep.id,
-        revision=dep.services[service.name], public=bool(public),
-        workflow_completion_retention_ms=wf_retention, documentation=o.documentation,
-        metadata=o.metadata, manifest=service, **svc,
+        name=service.name,
+        ty=service.ty,
+        handlers=handlers,
+        deployment_id=dep.id,
+        revision=dep.services[service.name],
+        public=bool(public),
+        workflow_completion_retention_ms=wf_retention,
+        documentation=o.documentation,
+        metadata=o.metadata,
+        manifest=service,
+        **svc,
     )
 
 
-def _handler_info(h: HandlerManifest, svc: dict[str, Any], service_public: bool,
-                  wf_retention: int | None) -> HandlerInfo:
+def _handler_info(
+    h: HandlerManifest, svc: dict[str, Any], service_public: bool, wf_retention: int | None
+) -> HandlerInfo:
     o = h.options
     public = service_public and not o.ingress_private
     return HandlerInfo(
-        name=h.name, ty=h.ty, public=public,
-        input_content_type=h.input.content_type, input_required=h.input.required,
+        name=h.name,
+        ty=h.ty,
+        public=public,
+        input_content_type=h.input.content_type,
+        input_required=h.input.required,
         output_content_type=h.output.content_type,
         set_content_type_if_empty=h.output.set_content_type_if_empty,
         idempotency_retention_ms=_pick(o.idempotency_retention_ms, svc["idempotency_retention_ms"]),
@@ -458,12 +499,21 @@ def _encode_schema(records: Mapping[str, _Record]) -> bytes:
     deployments = []
     for r in records.values():
         d = r.deployment
-        deployments.append({
-            "id": d.id, "uri": d.uri, "http_version": d.http_version, "sdk_version": d.sdk_version,
-            "additional_headers": d.additional_headers, "created_at_ms": d.created_at_ms,
-            "services": d.services, "metadata": d.metadata, "overrides": r.overrides,
-            "manifest_version": r.manifest.version, "manifest": r.manifest.raw,
-        })
+        deployments.append(
+            {
+                "id": d.id,
+                "uri": d.uri,
+                "http_version": d.http_version,
+                "sdk_version": d.sdk_version,
+                "additional_headers": d.additional_headers,
+                "created_at_ms": d.created_at_ms,
+                "services": d.services,
+                "metadata": d.metadata,
+                "overrides": r.overrides,
+                "manifest_version": r.manifest.version,
+                "manifest": r.manifest.raw,
+            }
+        )
     return json.dumps({"format": SCHEMA_FORMAT, "deployments": deployments}).encode()
 
 
@@ -475,11 +525,17 @@ def _decode_schema(raw: bytes) -> dict[str, _Record]:
     for d in doc["deployments"]:
         manifest = manifest_from_json(d["manifest"], d["manifest_version"])
         deployment = Deployment(
-            id=d["id"], uri=d["uri"], protocol_mode=manifest.protocol_mode, http_version=d["http_version"],
+            id=d["id"],
+            uri=d["uri"],
+            protocol_mode=manifest.protocol_mode,
+            http_version=d["http_version"],
             min_protocol_version=manifest.min_protocol_version,
-            max_protocol_version=manifest.max_protocol_version, sdk_version=d["sdk_version"],
-            additional_headers=d["additional_headers"], created_at_ms=d["created_at_ms"],
-            services=d["services"], metadata=d["metadata"],
+            max_protocol_version=manifest.max_protocol_version,
+            sdk_version=d["sdk_version"],
+            additional_headers=d["additional_headers"],
+            created_at_ms=d["created_at_ms"],
+            services=d["services"],
+            metadata=d["metadata"],
         )
         assert set(deployment.services) == {s.name for s in manifest.services}, deployment.id
         records[deployment.id] = _Record(deployment, manifest, d["overrides"])

@@ -128,6 +128,13 @@ class Runtime:
                 self._fail_pending()
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(RECOVERY_BACKOFF_S_MAX, backoff_s * 2)
+            except Exception:
+                # A bug while applying a command: memory may be half-changed, so do
+                # what a crash would do (nothing of the batch was acknowledged).
+                log.exception("processor failed; rebuilding it from storage")
+                self._fail_pending()
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(RECOVERY_BACKOFF_S_MAX, backoff_s * 2)
 
     async def _loop(self) -> None:
         queue = self._queue

@@ -32,14 +32,28 @@ from perdure.server.registry import Registry, RegistryError, ServiceInfo
 ADMIN_API_MIN = 2
 ADMIN_API_MAX = 4
 API_VERSION_KEY = "perdure.admin_api_version"
-FEATURES = ("protocol_v7", "scoped_virtual_objects", "vqueues_migration_skip_completed",
-            "scoped_promise_table_migration", "preflight_invocation_termination_retention",
-            "vqueue_obsolete_cleanup", "kafka_scope", "vqueues_async_refill", "vqueues",
-            "scoped_state_table_migration", "invoker_yield", "unique_random_seeds")
-_REGISTER_SHAPE_ERROR = ("Failed to deserialize the JSON body into the target type: data did not match "
-                         "any variant of untagged enum RegisterDeploymentRequest")
-_FRIENDLY_ERROR = ('failed to parse input in the "friendly" duration format: expected duration to start '
-                   "with a unit value (a decimal integer) after an optional sign, but no integer was found")
+FEATURES = (
+    "protocol_v7",
+    "scoped_virtual_objects",
+    "vqueues_migration_skip_completed",
+    "scoped_promise_table_migration",
+    "preflight_invocation_termination_retention",
+    "vqueue_obsolete_cleanup",
+    "kafka_scope",
+    "vqueues_async_refill",
+    "vqueues",
+    "scoped_state_table_migration",
+    "invoker_yield",
+    "unique_random_seeds",
+)
+_REGISTER_SHAPE_ERROR = (
+    "Failed to deserialize the JSON body into the target type: data did not match "
+    "any variant of untagged enum RegisterDeploymentRequest"
+)
+_FRIENDLY_ERROR = (
+    'failed to parse input in the "friendly" duration format: expected duration to start '
+    "with a unit value (a decimal integer) after an optional sign, but no integer was found"
+)
 _DURATION_FIELDS = {
     "idempotency_retention": "idempotency_retention_ms",
     "workflow_completion_retention": "workflow_completion_retention_ms",
@@ -79,9 +93,11 @@ class _VersionPrefix:
             if len(head) >= 2 and head[0] == "v" and head[1:].isdigit():
                 version = int(head[1:])
                 if version < ADMIN_API_MIN:
-                    await text_error(400, f"Unsupported Admin API version V{version}. This server "
-                                     f"supports versions between V{ADMIN_API_MIN} and V{ADMIN_API_MAX}."
-                                     )(scope, receive, send)
+                    await text_error(
+                        400,
+                        f"Unsupported Admin API version V{version}. This server "
+                        f"supports versions between V{ADMIN_API_MIN} and V{ADMIN_API_MAX}.",
+                    )(scope, receive, send)
                     return
                 if version > ADMIN_API_MAX:
                     await Response(status_code=404)(scope, receive, send)
@@ -106,20 +122,26 @@ async def _json_body(request: Request) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as e:
         msg = "expected value" if e.msg == "Expecting value" else e.msg[:1].lower() + e.msg[1:]
-        raise _BadRequest(text_error(
-            400, f"Failed to parse the request body as JSON: {msg} at line {e.lineno} column {e.colno}"
-        )) from None
+        raise _BadRequest(
+            text_error(
+                400, f"Failed to parse the request body as JSON: {msg} at line {e.lineno} column {e.colno}"
+            )
+        ) from None
     except UnicodeDecodeError as e:
         raise _BadRequest(text_error(400, f"Failed to parse the request body as JSON: {e}")) from None
 
 
 def _check_deployment_id(value: str) -> None:
     if not is_deployment_id(value):
-        raise _BadRequest(text_error(400, f"Invalid URL: Cannot parse `deployment` with value `{value}`: "
-                                     "bad format"))
+        raise _BadRequest(
+            text_error(400, f"Invalid URL: Cannot parse `deployment` with value `{value}`: bad format")
+        )
     if b62decode(value[4:]) >= 1 << 128:
-        raise _BadRequest(text_error(400, f"Invalid URL: Cannot parse `deployment` with value `{value}`: "
-                                     "base62 decode error"))
+        raise _BadRequest(
+            text_error(
+                400, f"Invalid URL: Cannot parse `deployment` with value `{value}`: base62 decode error"
+            )
+        )
 
 
 def _is_uri(value: Any) -> bool:
@@ -145,8 +167,9 @@ def _service_changes(body: Any) -> dict[str, Any]:
     public = body.get("public")
     if public is not None:
         if not isinstance(public, bool):
-            raise _BadRequest(text_error(422, f"{prefix}public: invalid type: {json.dumps(public)}, "
-                                         "expected a boolean"))
+            raise _BadRequest(
+                text_error(422, f"{prefix}public: invalid type: {json.dumps(public)}, expected a boolean")
+            )
         changes["public"] = public
     for key, attr in _DURATION_FIELDS.items():
         value = body.get(key)
@@ -175,13 +198,15 @@ def create_admin_app(
         return Response(status_code=200)
 
     async def get_version(_: Request) -> Response:
-        return json_response({
-            "version": version,
-            "min_admin_api_version": ADMIN_API_MIN,
-            "max_admin_api_version": ADMIN_API_MAX,
-            "ingress_endpoint": ingress_endpoint,
-            "features": dict.fromkeys(FEATURES, False),
-        })
+        return json_response(
+            {
+                "version": version,
+                "min_admin_api_version": ADMIN_API_MIN,
+                "max_admin_api_version": ADMIN_API_MAX,
+                "ingress_endpoint": ingress_endpoint,
+                "features": dict.fromkeys(FEATURES, False),
+            }
+        )
 
     async def openapi(_: Request) -> Response:
         return json_response(admin_openapi(version))
@@ -201,17 +226,25 @@ def create_admin_app(
         try:
             manifest, sdk = await discover(client, uri, headers, use_http_11=use_http_11)
             result = await registry.register(
-                uri, manifest, sdk_version=sdk, additional_headers=headers, use_http_11=use_http_11,
-                force=force, breaking=bool(body.get("breaking") or False),
-                dry_run=bool(body.get("dry_run") or False), metadata=body.get("metadata") or {},
+                uri,
+                manifest,
+                sdk_version=sdk,
+                additional_headers=headers,
+                use_http_11=use_http_11,
+                force=force,
+                breaking=bool(body.get("breaking") or False),
+                dry_run=bool(body.get("dry_run") or False),
+                metadata=body.get("metadata") or {},
             )
         except (DiscoveryError, RegistryError) as e:
             return admin_error(e.status, e.message, e.code)
         if api == 2 and not result.created and body.get("force") is False:
             return admin_error(409, f"deployment '{result.deployment.id}' already exists")
-        return json_response(registration_json(result.deployment, result.services),
-                             201 if result.created else 200,
-                             {"location": f"deployments/{result.deployment.id}"})
+        return json_response(
+            registration_json(result.deployment, result.services),
+            201 if result.created else 200,
+            {"location": f"deployments/{result.deployment.id}"},
+        )
 
     async def list_deployments(_: Request) -> Response:
         return json_response({"deployments": [deployment_summary(d) for d in registry.deployments()]})
@@ -240,8 +273,10 @@ def create_admin_app(
         _check_deployment_id(dep_id)
         body = await _json_body(request)
         if not isinstance(body, dict) or ("uri" in body and not _is_uri(body["uri"])):
-            return text_error(422, "Failed to deserialize the JSON body into the target type: "
-                              "invalid UpdateDeploymentRequest")
+            return text_error(
+                422,
+                "Failed to deserialize the JSON body into the target type: invalid UpdateDeploymentRequest",
+            )
         current = registry.deployment(dep_id)
         if current is None:
             return admin_error(404, f"not found in the schema registry: {dep_id}")
@@ -252,12 +287,20 @@ def create_admin_app(
             if body.get("overwrite"):
                 http_11 = current.http_version == "HTTP/1.1" if use_http_11 is None else bool(use_http_11)
                 manifest, sdk = await discover(
-                    client, body.get("uri") or current.uri,
-                    current.additional_headers if headers is None else headers, use_http_11=http_11)
+                    client,
+                    body.get("uri") or current.uri,
+                    current.additional_headers if headers is None else headers,
+                    use_http_11=http_11,
+                )
             dep = await registry.update_deployment(
-                dep_id, uri=body.get("uri"), additional_headers=headers,
+                dep_id,
+                uri=body.get("uri"),
+                additional_headers=headers,
                 use_http_11=None if use_http_11 is None else bool(use_http_11),
-                manifest=manifest, sdk_version=sdk, dry_run=bool(body.get("dry_run") or False))
+                manifest=manifest,
+                sdk_version=sdk,
+                dry_run=bool(body.get("dry_run") or False),
+            )
         except (DiscoveryError, RegistryError) as e:
             return admin_error(e.status, e.message, e.code)
         return json_response(deployment_detail(dep, registry))
@@ -267,8 +310,9 @@ def create_admin_app(
         return dep is not None and dep.protocol_mode == "REQUEST_RESPONSE"
 
     async def list_services(_: Request) -> Response:
-        return json_response({"services": [service_json(s, request_response=is_rr(s))
-                                           for s in registry.services()]})
+        return json_response(
+            {"services": [service_json(s, request_response=is_rr(s)) for s in registry.services()]}
+        )
 
     async def get_service(request: Request) -> Response:
         name = request.path_params["name"]
@@ -291,8 +335,9 @@ def create_admin_app(
         svc = registry.service(name)
         if svc is None:
             return admin_error(404, f"The requested service '{name}' does not exist")
-        return json_response({"handlers": [handler_json(h, request_response=is_rr(svc))
-                                           for h in svc.handlers.values()]})
+        return json_response(
+            {"handlers": [handler_json(h, request_response=is_rr(svc)) for h in svc.handlers.values()]}
+        )
 
     async def get_handler(request: Request) -> Response:
         name, handler = request.path_params["name"], request.path_params["handler"]

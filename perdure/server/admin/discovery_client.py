@@ -68,23 +68,32 @@ def _interpret(status: int, headers: list[tuple[str, str]], body: bytes) -> tupl
     if not 200 <= status < 300:
         shown = json.dumps(dict(headers))
         if status == 404:
-            raise _coded("META0003", f"got status code '404'. Make sure the provided URI has the correct "
-                         f"path where the Restate SDK endpoint is mounted. Response headers: {shown}. "
-                         f"Body: {text}")
-        raise _coded("META0003", f"got status code '{_status_line(status)}'. Response headers: {shown}. "
-                     f"Body: {text}")
+            raise _coded(
+                "META0003",
+                f"got status code '404'. Make sure the provided URI has the correct "
+                f"path where the Restate SDK endpoint is mounted. Response headers: {shown}. "
+                f"Body: {text}",
+            )
+        raise _coded(
+            "META0003", f"got status code '{_status_line(status)}'. Response headers: {shown}. Body: {text}"
+        )
     values = dict(headers)
     content_type = values.get("content-type")
     version = manifest_version_of(content_type)
     if version is None:
-        raise _coded("META0013", f'received a bad response from the SDK: Bad content type header: '
-                     f'"{content_type}". Expected one of \'"{ACCEPT_HEADER}"\'')
+        raise _coded(
+            "META0013",
+            f"received a bad response from the SDK: Bad content type header: "
+            f'"{content_type}". Expected one of \'"{ACCEPT_HEADER}"\'',
+        )
     try:
         manifest = parse_manifest(body, version)
     except ManifestError as e:
         if e.decode:
-            raise DiscoveryError(f"received a bad response from the SDK that cannot be decoded: "
-                                 f"{e.message}. Discovery response: {text}") from None
+            raise DiscoveryError(
+                f"received a bad response from the SDK that cannot be decoded: "
+                f"{e.message}. Discovery response: {text}"
+            ) from None
         if e.code is not None:
             raise _coded(e.code, e.message) from None
         raise DiscoveryError(e.message, e.status) from None
@@ -98,8 +107,9 @@ def _status_line(status: int) -> str:
         return str(status)
 
 
-async def _get_h2(client: H2Client, url: str, headers: list[tuple[str, str]]
-                  ) -> tuple[int, list[tuple[str, str]], bytes]:
+async def _get_h2(
+    client: H2Client, url: str, headers: list[tuple[str, str]]
+) -> tuple[int, list[tuple[str, str]], bytes]:
     stream = await client.request(url, "GET", headers, end_stream=True)
     status, resp_headers = await stream.response()
     chunks = bytearray()

@@ -79,15 +79,22 @@ def handler_json(h: HandlerInfo, *, request_response: bool = False) -> dict[str,
         d["documentation"] = o.documentation
     if o.metadata:
         d["metadata"] = o.metadata
-    for key, value in (("idempotency_retention", o.idempotency_retention_ms),
-                       ("journal_retention", o.journal_retention_ms),
-                       ("inactivity_timeout", o.inactivity_timeout_ms),
-                       ("abort_timeout", o.abort_timeout_ms)):
+    for key, value in (
+        ("idempotency_retention", o.idempotency_retention_ms),
+        ("journal_retention", o.journal_retention_ms),
+        ("inactivity_timeout", o.inactivity_timeout_ms),
+        ("abort_timeout", o.abort_timeout_ms),
+    ):
         if value is None:
             continue
         if key == "inactivity_timeout" and request_response:
-            info.append({"code": "RT0021", "message": f"The configured inactivity_timeout {humantime(value)} "
-                         "will not be applied because the handler is exposed in Request/Response mode."})
+            info.append(
+                {
+                    "code": "RT0021",
+                    "message": f"The configured inactivity_timeout {humantime(value)} "
+                    "will not be applied because the handler is exposed in Request/Response mode.",
+                }
+            )
             continue
         d[key] = humantime(value)
     if o.enable_lazy_state is not None:
@@ -130,8 +137,12 @@ def service_json(s: ServiceInfo, *, request_response: bool = False) -> dict[str,
         d["documentation"] = s.documentation
     if s.metadata:
         d["metadata"] = s.metadata
-    d.update(deployment_id=s.deployment_id, revision=s.revision, public=s.public,
-             idempotency_retention=humantime(s.idempotency_retention_ms))
+    d.update(
+        deployment_id=s.deployment_id,
+        revision=s.revision,
+        public=s.public,
+        idempotency_retention=humantime(s.idempotency_retention_ms),
+    )
     if s.workflow_completion_retention_ms is not None:
         d["workflow_completion_retention"] = humantime(s.workflow_completion_retention_ms)
     d.update(
@@ -161,8 +172,12 @@ def _deployment_common(d: Deployment) -> dict[str, Any]:
         out["additional_headers"] = d.additional_headers
     if d.metadata:
         out["metadata"] = d.metadata
-    out.update(created_at=rfc3339(d.created_at_ms), min_protocol_version=d.min_protocol_version,
-               max_protocol_version=d.max_protocol_version, sdk_version=d.sdk_version)
+    out.update(
+        created_at=rfc3339(d.created_at_ms),
+        min_protocol_version=d.min_protocol_version,
+        max_protocol_version=d.max_protocol_version,
+        sdk_version=d.sdk_version,
+    )
     return out
 
 
@@ -182,8 +197,9 @@ def deployment_detail(d: Deployment, registry: Registry) -> dict[str, Any]:
 def registration_json(d: Deployment, services: list[ServiceInfo]) -> dict[str, Any]:
     return {
         "id": d.id,
-        "services": [service_json(s, request_response=d.protocol_mode == "REQUEST_RESPONSE")
-                     for s in services],
+        "services": [
+            service_json(s, request_response=d.protocol_mode == "REQUEST_RESPONSE") for s in services
+        ],
         "min_protocol_version": d.min_protocol_version,
         "max_protocol_version": d.max_protocol_version,
         "sdk_version": d.sdk_version,

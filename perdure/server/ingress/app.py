@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote_to_bytes
 
 import orjson
 
@@ -23,7 +23,7 @@ from perdure.server.processor.commands import (
 )
 from perdure.server.processor.effects import Reply
 from perdure.server.processor.identity import idempotent_id, workflow_id
-from perdure.server.processor.model import Failure, Target
+from perdure.server.processor.model import TIME_MS_MAX, Failure, Target
 from perdure.server.processor.schema import SERVICE_TY, handler_kind
 from perdure.server.registry import Registry
 from perdure.server.runtime import Runtime, Unavailable
@@ -81,8 +81,10 @@ class Ingress:
             await _send_error(send, 503, str(exc), "ingress", None, origin)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send, origin: bytes | None) -> None:
-        raw_path: str = scope["path"]
-        parts = [unquote(p) for p in raw_path.strip("/").split("/")] if raw_path.strip("/") else []
+        raw_path = _raw_path(scope)
+        # Segments stay percent-encoded: only keys are decoded (once), service and
+        # handler names are matched literally, as Restate does.
+        parts = raw_path.strip("/").split("/") if raw_path.strip("/") else []
         method = scope["method"]
         if parts and parts[0] == "restate":
             await self._builtin(parts[1:], scope, receive, send, origin)
@@ -110,7 +112,7 @@ class Ingress:
             rest = rest[:-1]
         if len(rest) != expected:
             raise IngressError(400, BAD_PATH)
-        key = rest[0] if keyed else None
+        key = decode_key(rest[0]) if keyed else None
         handler_name = rest[-1]
         handler = svc.handlers.get(handler_name)
         if handler is None:
@@ -135,20 +137,23 @@ class Ingress:
         problem = handler.validate_input(ctype.decode("latin-1") if ctype is not None else None, body)
         if problem is not None:
             raise IngressError(400, f"input validation error: {problem}")
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         execution_time_ms = None
         if "delay" in query:
             if not is_send:
                 raise IngressError(400, "the delay query parameter is only allowed with /send")
+            now_ms = int(time.time() * 1000)
             try:
                 delay = parse_duration_ms(query["delay"][0])
+                if now_ms + delay > TIME_MS_MAX:
+                    raise DurationError("the delay ends after the year 9999")
             except DurationError as exc:
                 raise IngressError(
                     400,
                     "bad delay query parameter, must be a ISO8601 duration: "
                     f'failed to parse input in the "friendly" duration format: {exc}',
                 ) from None
-            execution_time_ms = int(time.time() * 1000) + delay
+            execution_time_ms = now_ms + delay
         ikey = _header(scope, b"idempotency-key")
         headers = [
             (k.decode("latin-1"), v.decode("latin-1"))
@@ -269,15 +274,15 @@ class Ingress:
             svc = self._registry.service(svc_name)
             if svc is None:
                 raise IngressError(404, "invocation not found")
-            key = parts[2] if len(parts) == 6 else None
-            handler_name, ikey = parts[-3], parts[-2]
+            key = decode_key(parts[2]) if len(parts) == 6 else None
+            handler_name, ikey = parts[-3], decode_key(parts[-2])
             return idempotent_id(svc_name, key, handler_name, ikey).raw, wait, svc.handlers.get(handler_name)
         if parts[0] == "workflow" and len(parts) == 4:
             svc = self._registry.service(parts[1])
             handler = None
             if svc is not None:
                 handler = next((h for h in svc.handlers.values() if handler_kind(svc, h) == "workflow"), None)
-            return workflow_id(parts[1], parts[2]).raw, wait, handler
+            return workflow_id(parts[1], decode_key(parts[2])).raw, wait, handler
         return None
 
     def _by_id(self, text: str) -> bytes:
@@ -310,6 +315,21 @@ class Ingress:
         if req_headers:
             hdrs.append((b"access-control-allow-headers", req_headers))
         await _send(send, 200, hdrs, b"", origin)
+
+
+def _raw_path(scope: Scope) -> str:
+    raw = scope.get("raw_path")
+    if raw is None:
+        return quote(scope["path"])
+    return bytes(raw).split(b"?", 1)[0].decode("latin-1")
+
+
+def decode_key(segment: str) -> str:
+    """A key segment of the path, percent-decoded once; it must be UTF-8."""
+    try:
+        return unquote_to_bytes(segment).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngressError(400, f"bad path, cannot decode key: {exc}") from None
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -142,8 +142,11 @@ class Attempt:
             ("accept", content_type),
             ("x-restate-invocation-id", s.invocation_id),
         ]
-        if s.target.key is not None:
-            headers.append(("x-restate-service-key", s.target.key))
+        key = s.target.key
+        if key is not None and key.isascii() and key.isprintable() and key == key.strip():
+            # Informational only (the SDK reads the key from Start); a key that is not a
+            # valid header value would make the endpoint drop the whole connection.
+            headers.append(("x-restate-service-key", key))
         headers.extend(ep.additional_headers)
         url = f"{ep.uri}invoke/{s.target.service}/{s.target.handler}"
         stream = await self._opener.request(url, "POST", headers)

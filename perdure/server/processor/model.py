@@ -21,6 +21,10 @@ SUSPENDED = "suspended"
 PAUSED = "paused"
 COMPLETED = "completed"
 
+# Latest instant the store represents: 9999-12-31T23:59:59.999Z. Later wake-up
+# times (a huge delay, a bogus invoke_time from a service) are clamped to it.
+TIME_MS_MAX = 253_402_300_799_999
+
 SERVICE = "service"
 VIRTUAL_OBJECT = "virtual_object"
 WORKFLOW = "workflow"

@@ -53,6 +53,7 @@ from perdure.server.processor.model import (
     PAUSED,
     SCHEDULED,
     SUSPENDED,
+    TIME_MS_MAX,
     CallerRef,
     Entry,
     Failure,
@@ -614,14 +615,15 @@ class Processor:
         self._batch.op(Op.STATE_CLEAR, t.service, t.key)
 
     def _cmd_sleep(self, inv: Invocation, msg: Any) -> None:
-        self._add_timer(Timer(msg.wake_up_time, inv.id.raw, TIMER_SLEEP, msg.result_completion_id))
+        wake_ms = min(msg.wake_up_time, TIME_MS_MAX)
+        self._add_timer(Timer(wake_ms, inv.id.raw, TIMER_SLEEP, msg.result_completion_id))
 
     def _cmd_call(self, inv: Invocation, msg: Any) -> None:
         caller = CallerRef(inv.id_str, msg.result_completion_id)
         self._call(inv, msg, caller, execution_time_ms=None)
 
     def _cmd_one_way_call(self, inv: Invocation, msg: Any) -> None:
-        self._call(inv, msg, None, execution_time_ms=msg.invoke_time or None)
+        self._call(inv, msg, None, execution_time_ms=min(msg.invoke_time, TIME_MS_MAX) or None)
 
     def _call(
         self, inv: Invocation, msg: Any, caller: CallerRef | None, execution_time_ms: int | None
@@ -812,7 +814,12 @@ class Processor:
             if e.type == T.SLEEP:
                 sleep = decode(e.type, e.body)
                 if sleep.result_completion_id not in inv.completed_ids:
-                    timer = Timer(sleep.wake_up_time, inv.id.raw, TIMER_SLEEP, sleep.result_completion_id)
+                    timer = Timer(
+                        min(sleep.wake_up_time, TIME_MS_MAX),
+                        inv.id.raw,
+                        TIMER_SLEEP,
+                        sleep.result_completion_id,
+                    )
                     self._batch.timers_delete.append(timer)
 
     def _drop_from_inbox(self, inv: Invocation) -> None:

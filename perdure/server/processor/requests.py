@@ -1,0 +1,215 @@
+"""Requests from outside the journal: ingress invocations, attach and
+output, awakeables completed over HTTP, and the admin operations (cancel,
+kill, purge, pause, resume, state edit)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from perdure.protocol import messages_pb2 as pb
+from perdure.protocol.codec import MessageType as T
+from perdure.protocol.codec import decode
+from perdure.protocol.ids import SIGNAL_CANCEL, IdError, InvocationId
+from perdure.server.processor.batch import Op
+from perdure.server.processor.commands import (
+    Attach,
+    CompleteAwakeable,
+    Invoke,
+    ReplaceState,
+    Terminate,
+)
+from perdure.server.processor.core import KILLED, ProcessorCore
+from perdure.server.processor.effects import (
+    AbortAttempt,
+    Reply,
+)
+from perdure.server.processor.identity import invocation_id_for
+from perdure.server.processor.model import (
+    COMPLETED,
+    INVOKED,
+    PAUSED,
+    Invocation,
+    Outcome,
+)
+
+
+class Requests(ProcessorCore):
+    def _on_invoke(self, cmd: Invoke) -> None:
+        req = cmd.request
+        iid = invocation_id_for(req.target, req.idempotency_key)
+        existing = self._get(iid.raw)
+        if existing is not None and self._expired(existing):
+            self._purge(existing)
+            existing = None
+        if existing is not None:
+            self._on_duplicate(existing, cmd)
+            return
+        inv = self._create(iid, req, invoked_by="ingress", caller=None, by_id=None, by_target=None)
+        if cmd.mode == "send":
+            self._effects.append(
+                Reply(
+                    cmd.token,
+                    "accepted",
+                    invocation_id=str(iid),
+                    status="Accepted",
+                    execution_time_ms=inv.execution_time_ms,
+                )
+            )
+        else:
+            self._waiters.setdefault(iid.raw, []).append(cmd.token)
+
+    def _on_duplicate(self, inv: Invocation, cmd: Invoke) -> None:
+        if cmd.mode == "send":
+            self._effects.append(
+                Reply(cmd.token, "accepted", invocation_id=inv.id_str, status="PreviouslyAccepted")
+            )
+            return
+        is_workflow_run = inv.target.handler_ty == "workflow"
+        if inv.status == COMPLETED:
+            if is_workflow_run:
+                self._effects.append(
+                    Reply(
+                        cmd.token,
+                        "error",
+                        invocation_id=inv.id_str,
+                        code=409,
+                        message="the workflow method was already invoked",
+                    )
+                )
+            else:
+                self._reply_outcome(cmd.token, inv, with_expiry=True)
+            return
+        self._waiters.setdefault(inv.id.raw, []).append(cmd.token)
+
+    def _on_attach(self, cmd: Attach) -> None:
+        inv = self._get(cmd.raw_id)
+        if inv is None or self._expired(inv):
+            # Restate words these two differently: attach "not found" (invocation),
+            # output "invocation not found" (ingress).
+            if cmd.wait:
+                self._effects.append(Reply(cmd.token, "error", code=404, message="not found"))
+            else:
+                msg = "invocation not found"
+                self._effects.append(Reply(cmd.token, "error", code=404, message=msg, source="ingress"))
+        elif inv.status == COMPLETED:
+            self._reply_outcome(cmd.token, inv, with_expiry=True)
+        elif not cmd.wait:
+            self._effects.append(
+                Reply(
+                    cmd.token,
+                    "error",
+                    invocation_id=inv.id_str,
+                    code=470,
+                    message="the invocation exists but has not completed yet",
+                    source="ingress",
+                )
+            )
+        else:
+            self._waiters.setdefault(inv.id.raw, []).append(cmd.token)
+
+    def _on_complete_awakeable(self, cmd: CompleteAwakeable) -> None:
+        if cmd.failure is not None:
+            result: dict[str, Any] = {
+                "failure": pb.Failure(code=cmd.failure.code, message=cmd.failure.message)
+            }
+        else:
+            result = {"value": pb.Value(content=cmd.value or b"")}
+        self._signal(cmd.awakeable.invocation.raw, cmd.awakeable.index, result)
+        self._effects.append(Reply(cmd.token, "ok", code=202))
+
+    def _on_terminate(self, cmd: Terminate) -> None:
+        inv = self._get(cmd.raw_id)
+        if inv is None:
+            text = InvocationId.from_raw(cmd.raw_id)
+            self._answer(cmd.token, 404, f"The requested invocation '{text}' does not exist")
+            return
+        if cmd.mode == "expire":  # the retention sweeper: no one waits for an answer
+            if self._expired(inv):
+                self._purge(inv)
+            return
+        if cmd.mode == "purge":
+            if inv.status != COMPLETED:
+                self._answer(cmd.token, 409, f"The invocation '{inv.id_str}' is not yet completed.")
+                return
+            self._purge(inv)
+            self._answer(cmd.token, 200)
+            return
+        if inv.status == COMPLETED:
+            verb = "is completed, cannot be resumed" if cmd.mode == "resume" else "was already completed"
+            self._answer(cmd.token, 409, f"The invocation '{inv.id_str}' {verb}.")
+            return
+        if cmd.mode == "kill":
+            self._kill_tree(inv)
+            self._answer(cmd.token, 200)
+        elif cmd.mode == "cancel":
+            self._signal(inv.id.raw, SIGNAL_CANCEL, {"void": pb.Void()})
+            self._answer(cmd.token, 202)
+        elif cmd.mode == "pause":
+            self._pause(inv, cmd.token)
+        elif cmd.mode == "resume":
+            self._resume(inv, cmd.token)
+        else:
+            self._answer(cmd.token, 400, f"unknown mode '{cmd.mode}'")
+
+    def _on_replace_state(self, cmd: ReplaceState) -> None:
+        # Applied at once, as an admin override; a handler running on the key keeps
+        # the view it started with and its later writes go on top of this state.
+        self._state[(cmd.service, cmd.key)] = dict(cmd.state)
+        self._batch.op(Op.STATE_CLEAR, cmd.service, cmd.key)
+        for k, v in cmd.state:
+            self._batch.op(Op.STATE_SET, cmd.service, cmd.key, k, v)
+        self._answer(cmd.token, 202)
+
+    def _kill_tree(self, inv: Invocation) -> None:
+        """Kill the invocation and, as Restate does, the calls it still waits on."""
+        children = _pending_callees(inv)
+        self._complete(inv, Outcome(failure=KILLED))
+        for text in children:
+            try:
+                child = self._get(InvocationId.parse(text).raw)
+            except IdError:
+                continue
+            if child is not None and child.status != COMPLETED:
+                self._kill_tree(child)
+
+    def _pause(self, inv: Invocation, token: int) -> None:
+        if inv.status == PAUSED:
+            self._answer(token, 200)
+            return
+        if inv.status != INVOKED:
+            self._answer(token, 409, f"The invocation '{inv.id_str}' is not running, cannot be paused.")
+            return
+        if inv.attempt_live:
+            self._effects.append(AbortAttempt(inv.id.raw, inv.attempt))
+            inv.attempt_live = False
+        inv.status = PAUSED
+        inv.next_retry_at_ms = None
+        self._touch(inv)
+        self._answer(token, 202)
+
+    def _resume(self, inv: Invocation, token: int) -> None:
+        if inv.status != PAUSED:
+            self._answer(token, 409, f"The invocation '{inv.id_str}' is not paused.")
+            return
+        inv.status = INVOKED
+        inv.retry_count = 0  # the retry policy starts afresh
+        self._start_attempt(inv)
+        self._answer(token, 200)
+
+
+def _pending_callees(inv: Invocation) -> list[str]:
+    """Ids of the invocations this one called and whose result it has not got yet."""
+    id_notifications: dict[int, str] = {}
+    calls: list[tuple[int, int]] = []  # (id notification idx, result completion id)
+    for e in inv.journal:
+        if e.type == T.CALL:
+            c = decode(e.type, e.body)
+            calls.append((c.invocation_id_notification_idx, c.result_completion_id))
+        elif e.type == T.CALL_INVOCATION_ID_COMPLETION:
+            n = decode(e.type, e.body)
+            id_notifications[n.completion_id] = n.invocation_id
+    return [
+        id_notifications[idx]
+        for idx, result in calls
+        if result not in inv.completed_ids and idx in id_notifications
+    ]

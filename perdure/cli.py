@@ -37,6 +37,15 @@ def server(
         envvar="PERDURE_REQUEST_SIZE_MAX_BYTES",
         help="Largest ingress request body (413 above).",
     ),
+    query_time_limit_s: float = typer.Option(
+        10.0, envvar="PERDURE_QUERY_TIME_LIMIT_S", help="Longest a /query may run before it is stopped."
+    ),
+    query_rows_max: int = typer.Option(
+        100_000, envvar="PERDURE_QUERY_ROWS_MAX", help="Most rows a /query answers."
+    ),
+    concurrent_invocations_max: int = typer.Option(
+        10_000, envvar="PERDURE_CONCURRENT_INVOCATIONS_MAX", help="Attempts in flight at once."
+    ),
     log_level: str = typer.Option("info", envvar="PERDURE_LOG_LEVEL", help="debug, info, warning or error."),
 ) -> None:
     """Run the Perdure server (embedded SQLite store)."""
@@ -45,6 +54,9 @@ def server(
         ingress_address=ingress_address,
         admin_address=admin_address,
         request_size_max_bytes=request_size_max_bytes,
+        query_time_limit_s=query_time_limit_s,
+        query_rows_max=query_rows_max,
+        concurrent_invocations_max=concurrent_invocations_max,
         log_level=log_level,
     )
     logging.basicConfig(

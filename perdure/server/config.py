@@ -25,6 +25,8 @@ class Settings:
     request_size_max_bytes: int = 32 * 1024 * 1024
     message_size_max_bytes: int = 32 * 1024 * 1024
     concurrent_invocations_max: int = 10_000
+    query_time_limit_s: float = 10.0
+    query_rows_max: int = 100_000
     log_level: str = "info"
 
     @property

@@ -23,7 +23,7 @@ from perdure.server.invoker.invoker import Invoker
 from perdure.server.processor.commands import ReplaceState
 from perdure.server.processor.processor import Processor
 from perdure.server.query.catalog import registry_catalog
-from perdure.server.query.engine import QueryEngine
+from perdure.server.query.engine import QueryEngine, QueryLimits
 from perdure.server.query.live import live_attempts_of
 from perdure.server.registry import Registry
 from perdure.server.runtime import Runtime
@@ -82,7 +82,10 @@ async def serve(settings: Settings) -> None:
         await runtime.call(lambda token: ReplaceState(service, key, tuple(state.items()), token))
 
     query_engine = QueryEngine(
-        storage.path, live_attempts=live_attempts_of(runtime), catalog=registry_catalog(registry)
+        storage.path,
+        live_attempts=live_attempts_of(runtime),
+        catalog=registry_catalog(registry),
+        limits=QueryLimits(time_limit_s=settings.query_time_limit_s, rows_max=settings.query_rows_max),
     )
     await query_engine.open()
     admin = create_admin_app(

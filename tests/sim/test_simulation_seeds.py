@@ -16,7 +16,7 @@ from perdure.server.processor.processor import Processor
 from perdure.testing.simulation import SimConfig, SimulationFailure, first_failure, run_seed, run_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
-SEEDS = int(os.environ.get("PERDURE_SIM_SEEDS", "1000"))
+SEEDS = int(os.environ.get("PERDURE_SIM_SEEDS", "2000"))
 
 
 def test_many_seeds_hold_every_invariant() -> None:

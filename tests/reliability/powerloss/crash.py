@@ -12,6 +12,7 @@ import json
 import random
 import shutil
 import time
+from bisect import bisect_left
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,12 +64,17 @@ class CrashRun:
 
     def crash_points(self, rng: random.Random, per_kind: int) -> list[int]:
         """Seeded seqs to cut at: anywhere; with a commit's WAL frames written but not yet synced;
-        in the middle of a checkpoint (database file written, not yet synced). Then the kill."""
-        barriers = [r.seq - 1 for r in self.records if r.op is Op.SYNC and r.name == WAL_FILE]
-        checkpoint = [r.seq for r in self.records if r.op is Op.WRITE and r.name == DB_FILE]
-        anywhere = [r.seq for r in self.records]
+        in the middle of a checkpoint (database file written, not yet synced); the last moment
+        before an ack reached its client (the tightest test of that ack). Then the kill."""
+        times = [r.t_ns for r in self.records]
+        kinds = [
+            [r.seq for r in self.records],
+            [r.seq - 1 for r in self.records if r.op is Op.SYNC and r.name == WAL_FILE],
+            [r.seq for r in self.records if r.op is Op.WRITE and r.name == DB_FILE],
+            [self.records[i - 1].seq for i in (bisect_left(times, a.acked_ns) for a in self.acks) if i],
+        ]
         points: set[int] = set()
-        for kind in (anywhere, barriers, checkpoint):
+        for kind in kinds:
             points.update(rng.sample(kind, min(per_kind, len(kind))))
         last = self.records[-1].seq if self.records else 0
         return [*sorted(points - {last}), last]

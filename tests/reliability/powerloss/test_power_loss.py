@@ -8,12 +8,14 @@ writes; a random subset of the unsynced ones; torn unsynced writes), checked wit
 (`PRAGMA integrity_check`, every acknowledged invocation stored), and Perdure is started on it
 to finish every stored invocation. See README.md.
 
-POWERLOSS_SEED=N replays one seed; POWERLOSS_RUNS=K runs K random seeds (default 2).
+POWERLOSS_SEED=N replays one seed; POWERLOSS_RUNS=K runs K random seeds (default 2);
+POWERLOSS_POINTS=P checks P crash points of each kind per run (default 8).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import shutil
@@ -47,14 +49,22 @@ LOAD_CONCURRENCY = 8
 DB = "perdure.sqlite3"
 WAL = "perdure.sqlite3-wal"
 LOST_WRITE_CANDIDATES = 5
-POINTS_PER_KIND = 8
+POINTS_ENV = "POWERLOSS_POINTS"
+DEFAULT_POINTS_PER_KIND = 8
 RECOVERED_POINTS = 2
+
+
+SECONDS_PER_RUN = 45
+
+
+def run_count() -> int:
+    return 1 if os.environ.get(SEED_ENV) else int(os.environ.get(RUNS_ENV, DEFAULT_RUNS))
 
 
 def seeds() -> list[int]:
     if os.environ.get(SEED_ENV):
         return [int(os.environ[SEED_ENV])]
-    return [random.randrange(2**32) for _ in range(int(os.environ.get(RUNS_ENV, DEFAULT_RUNS)))]
+    return [random.randrange(2**32) for _ in range(run_count())]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +108,7 @@ def sequential_run(
 async def _check_run(run: CrashRun) -> tuple[list[str], str]:
     """Every crash point of a run under every policy; recovery on a few. Problems and a summary."""
     rng = random.Random(run.seed)
-    points = run.crash_points(rng, POINTS_PER_KIND)
+    points = run.crash_points(rng, int(os.environ.get(POINTS_ENV, DEFAULT_POINTS_PER_KIND)))
     recover_at = {points[-1], *rng.sample(points[:-1], min(RECOVERED_POINTS, len(points) - 1))}
     problems: list[str] = []
     unsynced = recovered = 0
@@ -123,7 +133,7 @@ async def _check_run(run: CrashRun) -> tuple[list[str], str]:
     return problems, summary
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(60 + SECONDS_PER_RUN * run_count())
 async def test_acknowledged_writes_survive_power_loss_and_the_database_reopens_sound(
     tmp_path: Path, template: Path, service: PythonService, recorder: Path
 ) -> None:
@@ -184,3 +194,20 @@ def test_a_single_lost_synced_write_is_caught(sequential_run: CrashRun) -> None:
         if not checkpointed and not any(ack.invocation_id in p for p in verdict.problems):
             missed.append(f"{ack.request.rid}: write {first.seq}")
     assert not missed, f"a lost synced WAL write went unnoticed: {missed}"
+
+
+def test_an_answer_sent_before_its_commit_was_synced_would_be_caught(sequential_run: CrashRun) -> None:
+    """The crash points must catch a server that answers early: move each of the last acks back
+    to just after its first WAL write (before the fsync that made it durable) and cut there."""
+    run = sequential_run
+    tl = timeline(run.snapshot, run.records)
+    wal_writes = [r for r in tl.mutations if r.op is Op.WRITE and r.name == WAL]
+    missed: list[str] = []
+    for ack in sorted(run.acks, key=lambda a: a.acked_ns)[-LOST_WRITE_CANDIDATES:]:
+        first = next(w for w in wal_writes if w.t_ns > ack.sent_ns)
+        early = dataclasses.replace(run, acks=[dataclasses.replace(ack, acked_ns=first.t_ns + 1)])
+        result = check_point(early, first.seq, "synced-only", run.run_dir / f"image-early-{first.seq}")
+        print(f"{ack.request.rid} answered at write {first.seq}: {result.verdict.problems}")
+        if not any(ack.invocation_id in p and "missing" in p for p in result.verdict.problems):
+            missed.append(ack.request.rid)
+    assert not missed, f"an answer sent before its commit was synced went unnoticed: {missed}"

@@ -147,7 +147,7 @@ class PerdureAdmin:
             app = create_admin_app(registry, client, version="0.1.0",
                                    ingress_endpoint="http://127.0.0.1:8080/")
             config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                    lifespan="off")
+                                    lifespan="off", timeout_keep_alive=75)
             self._server = uvicorn.Server(config)
             await self._server.serve()
         finally:
@@ -228,7 +228,9 @@ def run_flow(admin_url: str, world: World) -> list[Any]:
     """The register/list/describe/force/delete flow; returns normalized observations."""
     norm = Normalizer()
     out: list[Any] = []
-    http = httpx.Client(base_url=admin_url, timeout=30)
+    # Idle keep-alive connections are dropped by the client first, so a server closing an
+    # idle one can never race a request on it (seen under CI load).
+    http = httpx.Client(base_url=admin_url, timeout=30, limits=httpx.Limits(keepalive_expiry=1.0))
 
     def call(method: str, path: str, **kw: Any) -> httpx.Response:
         r = http.request(method, path, **kw)

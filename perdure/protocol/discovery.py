@@ -36,15 +36,25 @@ MANIFEST_ACCEPT = ACCEPT_HEADER
 _VERSION_OF = {manifest_content_type(v): v for v in MANIFEST_VERSIONS}
 
 _OPTION_FIELDS = (
-    "abortTimeout", "documentation", "enableLazyState", "idempotencyRetention", "inactivityTimeout",
-    "ingressPrivate", "journalRetention", "metadata", "retryPolicyExponentiationFactor",
-    "retryPolicyInitialInterval", "retryPolicyMaxAttempts", "retryPolicyMaxInterval",
+    "abortTimeout",
+    "documentation",
+    "enableLazyState",
+    "idempotencyRetention",
+    "inactivityTimeout",
+    "ingressPrivate",
+    "journalRetention",
+    "metadata",
+    "retryPolicyExponentiationFactor",
+    "retryPolicyInitialInterval",
+    "retryPolicyMaxAttempts",
+    "retryPolicyMaxInterval",
     "retryPolicyOnMaxAttempts",
 )
 _TOP_FIELDS = ("lambdaCompression", "maxProtocolVersion", "minProtocolVersion", "protocolMode", "services")
 _SERVICE_FIELDS = tuple(sorted((*_OPTION_FIELDS, "handlers", "name", "ty")))
-_HANDLER_FIELDS = tuple(sorted((*_OPTION_FIELDS, "input", "name", "output", "ty",
-                                "workflowCompletionRetention")))
+_HANDLER_FIELDS = tuple(
+    sorted((*_OPTION_FIELDS, "input", "name", "output", "ty", "workflowCompletionRetention"))
+)
 
 
 class ManifestError(ValueError):
@@ -52,8 +62,9 @@ class ManifestError(ValueError):
     response that 'cannot be decoded'); others carry a Restate error code (META0012/META0013)
     or, with `status` 400, a registration rule the manifest breaks."""
 
-    def __init__(self, message: str, *, code: str | None = None, decode: bool = False,
-                 status: int = 500) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, decode: bool = False, status: int = 500
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -161,8 +172,11 @@ def manifest_from_json(doc: Any, version: int = 4) -> Manifest:
     _no_unknown(top, _TOP_FIELDS)
     services_raw = top.get("services")
     if not isinstance(services_raw, list):
-        raise _decode_error("missing field `services`" if services_raw is None
-                            else "invalid type for `services`, expected a sequence")
+        raise _decode_error(
+            "missing field `services`"
+            if services_raw is None
+            else "invalid type for `services`, expected a sequence"
+        )
     min_v = _int(top, "minProtocolVersion", required=True)
     max_v = _int(top, "maxProtocolVersion", required=True)
     mode = top.get("protocolMode")
@@ -217,14 +231,17 @@ def _handler(raw: Any, service_ty: str) -> HandlerManifest:
         raise _decode_error(_variant_error(ty, HANDLER_TYPES))
     explicit = ty is not None
     if service_ty == "VIRTUAL_OBJECT" and ty == "WORKFLOW":
-        raise ManifestError("invalid combination of service type and handler type "
-                            "'(VirtualObject, Some(Workflow))'", status=400)
+        raise ManifestError(
+            "invalid combination of service type and handler type '(VirtualObject, Some(Workflow))'",
+            status=400,
+        )
     if service_ty == "SERVICE":
         ty = None  # handler types mean nothing on a plain service; Restate drops them
     elif ty is None:
         ty = "EXCLUSIVE" if service_ty == "VIRTUAL_OBJECT" else "SHARED"
-    return HandlerManifest(name, ty, _input(obj.get("input")), _output(obj.get("output")),
-                           _options(obj), explicit)
+    return HandlerManifest(
+        name, ty, _input(obj.get("input")), _output(obj.get("output")), _options(obj), explicit
+    )
 
 
 def _input(raw: Any) -> InputRules:
@@ -242,8 +259,9 @@ def _output(raw: Any) -> OutputRules:
     if raw is None:
         return OutputRules()
     obj = _obj(raw, "output")
-    return OutputRules(_str(obj, "contentType"), bool(_bool(obj, "setContentTypeIfEmpty") or False),
-                       obj.get("jsonSchema"))
+    return OutputRules(
+        _str(obj, "contentType"), bool(_bool(obj, "setContentTypeIfEmpty") or False), obj.get("jsonSchema")
+    )
 
 
 def _options(obj: dict[str, Any]) -> Options:
@@ -290,6 +308,7 @@ def _check_visibility(service: ServiceManifest) -> None:
 
 
 # --- small typed readers; each raises a decode error naming the field ---
+
 
 def _obj(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):

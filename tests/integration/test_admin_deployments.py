@@ -71,29 +71,75 @@ sdk_app = restate.app([greeter, counter, signup])
 # --- an endpoint whose manifest the test changes between registrations ---
 MANIFESTS_ENV = "PERDURE_TEST_MANIFESTS"
 _BASE: dict[str, Any] = {
-    "protocolMode": "BIDI_STREAM", "minProtocolVersion": 5, "maxProtocolVersion": 7, "services": [
-    {"name": "AdmSvc", "ty": "SERVICE", "handlers": [
-        {"name": "h", "input": {"required": False, "contentType": "application/json"},
-         "output": {"contentType": "application/json", "setContentTypeIfEmpty": True}}]}]}
+    "protocolMode": "BIDI_STREAM",
+    "minProtocolVersion": 5,
+    "maxProtocolVersion": 7,
+    "services": [
+        {
+            "name": "AdmSvc",
+            "ty": "SERVICE",
+            "handlers": [
+                {
+                    "name": "h",
+                    "input": {"required": False, "contentType": "application/json"},
+                    "output": {"contentType": "application/json", "setContentTypeIfEmpty": True},
+                }
+            ],
+        }
+    ],
+}
 _CHANGED = copy.deepcopy(_BASE)
 _CHANGED["services"][0]["handlers"].append({"name": "h2", "input": {}, "output": {}})
 _OPTIONS: dict[str, Any] = {
-    "protocolMode": "REQUEST_RESPONSE", "minProtocolVersion": 5, "maxProtocolVersion": 7, "services": [
-    {"name": "AdmOpt", "ty": "SERVICE", "documentation": "doc", "metadata": {"a": "b"},
-     "journalRetention": 3_600_000, "idempotencyRetention": 7_200_000, "abortTimeout": 120_000,
-     "retryPolicyMaxAttempts": 5, "retryPolicyOnMaxAttempts": "KILL", "handlers": [
-         {"name": "x", "documentation": "hdoc", "inactivityTimeout": 3000, "retryPolicyInitialInterval": 10,
-          "input": {"contentType": "application/json", "jsonSchema": {"type": "object", "title": "Foo"}},
-          "output": {"contentType": "text/plain", "setContentTypeIfEmpty": True}},
-         {"name": "y", "ingressPrivate": True, "input": {"required": False}}]},
-    {"name": "AdmWf", "ty": "WORKFLOW", "handlers": [
-        {"name": "run", "ty": "WORKFLOW", "workflowCompletionRetention": 6000}, {"name": "q"}]}]}
+    "protocolMode": "REQUEST_RESPONSE",
+    "minProtocolVersion": 5,
+    "maxProtocolVersion": 7,
+    "services": [
+        {
+            "name": "AdmOpt",
+            "ty": "SERVICE",
+            "documentation": "doc",
+            "metadata": {"a": "b"},
+            "journalRetention": 3_600_000,
+            "idempotencyRetention": 7_200_000,
+            "abortTimeout": 120_000,
+            "retryPolicyMaxAttempts": 5,
+            "retryPolicyOnMaxAttempts": "KILL",
+            "handlers": [
+                {
+                    "name": "x",
+                    "documentation": "hdoc",
+                    "inactivityTimeout": 3000,
+                    "retryPolicyInitialInterval": 10,
+                    "input": {
+                        "contentType": "application/json",
+                        "jsonSchema": {"type": "object", "title": "Foo"},
+                    },
+                    "output": {"contentType": "text/plain", "setContentTypeIfEmpty": True},
+                },
+                {"name": "y", "ingressPrivate": True, "input": {"required": False}},
+            ],
+        },
+        {
+            "name": "AdmWf",
+            "ty": "WORKFLOW",
+            "handlers": [
+                {"name": "run", "ty": "WORKFLOW", "workflowCompletionRetention": 6000},
+                {"name": "q"},
+            ],
+        },
+    ],
+}
 _BAD = {
     "noproto": {k: v for k, v in _BASE.items() if k != "protocolMode"},
     "oldver": {**_BASE, "minProtocolVersion": 1, "maxProtocolVersion": 4},
     "badname": {**_BASE, "services": [{**_BASE["services"][0], "name": "1bad"}]},
-    "objwf": {**_BASE, "services": [{"name": "AdmObjWf", "ty": "VIRTUAL_OBJECT",
-                                     "handlers": [{"name": "run", "ty": "WORKFLOW"}]}]},
+    "objwf": {
+        **_BASE,
+        "services": [
+            {"name": "AdmObjWf", "ty": "VIRTUAL_OBJECT", "handlers": [{"name": "run", "ty": "WORKFLOW"}]}
+        ],
+    },
     "typechange": {**_BASE, "services": [{"name": "AdmSvc", "ty": "VIRTUAL_OBJECT", "handlers": []}]},
 }
 
@@ -110,8 +156,13 @@ async def manifest_app(scope: Scope, receive: Receive, send: Send) -> None:
     parts = scope["path"].strip("/").split("/")
     if len(parts) == 3 and parts[0] == "m" and parts[2] == "discover" and parts[1] in manifests:
         ctype = manifests[parts[1]].get("content_type", "application/vnd.restate.endpointmanifest.v4+json")
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", ctype.encode()), (b"x-restate-server", b"probe/1.0")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", ctype.encode()), (b"x-restate-server", b"probe/1.0")],
+            }
+        )
         body = json.dumps(manifests[parts[1]]["manifest"]).encode()
         await send({"type": "http.response.body", "body": body})
         return
@@ -122,8 +173,14 @@ async def manifest_app(scope: Scope, receive: Receive, send: Send) -> None:
 def _hypercorn(tmp: Path, name: str, target: str, env: dict[str, str]) -> ManagedProcess:
     port = free_port()
     argv = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", target]
-    proc = ManagedProcess(name, argv, tmp / f"{name}.log", env={**os.environ, **env}, cwd=REPO_ROOT,
-                          ready=lambda: port_accepts(port))
+    proc = ManagedProcess(
+        name,
+        argv,
+        tmp / f"{name}.log",
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        ready=lambda: port_accepts(port),
+    )
     proc.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
     return proc
 
@@ -144,10 +201,17 @@ class PerdureAdmin:
         client = H2Client()
         try:
             registry = await Registry.load(storage)
-            app = create_admin_app(registry, client, version="0.1.0",
-                                   ingress_endpoint="http://127.0.0.1:8080/")
-            config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                    lifespan="off", timeout_keep_alive=75)
+            app = create_admin_app(
+                registry, client, version="0.1.0", ingress_endpoint="http://127.0.0.1:8080/"
+            )
+            config = uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                lifespan="off",
+                timeout_keep_alive=75,
+            )
             self._server = uvicorn.Server(config)
             await self._server.serve()
         finally:
@@ -187,8 +251,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     manifests = tmp / "manifests.json"
     manifests.write_text("{}")
     sdk = _hypercorn(tmp, "py-sdk", "tests.integration.test_admin_deployments:sdk_app", {})
-    mserver = _hypercorn(tmp, "manifests", "tests.integration.test_admin_deployments:manifest_app",
-                         {MANIFESTS_ENV: str(manifests)})
+    mserver = _hypercorn(
+        tmp,
+        "manifests",
+        "tests.integration.test_admin_deployments:manifest_app",
+        {MANIFESTS_ENV: str(manifests)},
+    )
     ts = NodeService("tests/compat/services/greeter.cjs", env={"SERVICE_PREFIX": "AdmTs"}, log_dir=tmp)
     with sdk, mserver, ts:
         yield World(tmp, manifests, mserver.url, sdk.url, ts.url)  # type: ignore[attr-defined]
@@ -236,8 +304,15 @@ def run_flow(admin_url: str, world: World) -> list[Any]:
         r = http.request(method, path, **kw)
         ctype = r.headers.get("content-type", "")
         body: Any = r.json() if ctype.startswith("application/json") else r.text
-        out.append({"req": f"{method} {path}", "status": r.status_code, "location": r.headers.get("location"),
-                    "ctype": ctype.split(";")[0] or None, "body": body})
+        out.append(
+            {
+                "req": f"{method} {path}",
+                "status": r.status_code,
+                "location": r.headers.get("location"),
+                "ctype": ctype.split(";")[0] or None,
+                "body": body,
+            }
+        )
         return r
 
     m = world.manifest_url
@@ -250,9 +325,16 @@ def run_flow(admin_url: str, world: World) -> list[Any]:
     first = call("POST", "/deployments", json={"uri": world.sdk_url}).json()["id"]
     call("POST", "/deployments", json={"uri": world.sdk_url})
     call("POST", "/v4/deployments", json={"uri": world.ts_url, "additional_headers": {"x-extra": "1"}})
-    for path in ("/deployments", f"/deployments/{first}", "/services", "/services/AdmCounter",
-                 "/v4/services/AdmSignup/handlers", "/services/AdmCounter/handlers/get",
-                 "/services/Nope", "/services/AdmCounter/handlers/nope"):
+    for path in (
+        "/deployments",
+        f"/deployments/{first}",
+        "/services",
+        "/services/AdmCounter",
+        "/v4/services/AdmSignup/handlers",
+        "/services/AdmCounter/handlers/get",
+        "/services/Nope",
+        "/services/AdmCounter/handlers/nope",
+    ):
         call("GET", path)
     v1 = call("POST", "/deployments", json={"uri": f"{m}/m/v1"}).json()["id"]
     world.set_manifest("v1", _CHANGED)
@@ -264,8 +346,16 @@ def run_flow(admin_url: str, world: World) -> list[Any]:
     call("POST", "/deployments", json={"uri": f"{m}/m/opts"})
     call("GET", "/services/AdmOpt")
     call("GET", "/services/AdmWf")
-    call("PATCH", "/services/AdmSvc", json={"public": False, "idempotency_retention": "2h",
-                                            "inactivity_timeout": "90s", "abort_timeout": "PT5S"})
+    call(
+        "PATCH",
+        "/services/AdmSvc",
+        json={
+            "public": False,
+            "idempotency_retention": "2h",
+            "inactivity_timeout": "90s",
+            "abort_timeout": "PT5S",
+        },
+    )
     call("PATCH", "/services/AdmSvc", json={"workflow_completion_retention": "5m"})
     call("PATCH", "/services/AdmWf", json={"workflow_completion_retention": "2d"})
     call("PATCH", "/services/AdmSvc", json={"journal_retention": "nope"})
@@ -311,7 +401,8 @@ def test_every_step_of_the_deployment_flow_matches_restate(observations: dict[st
     assert len(theirs) == len(ours)
     mismatches = [(t["req"], t, o) for t, o in zip(theirs, ours, strict=True) if t != o]
     assert not mismatches, "\n\n".join(
-        f"{req}\nrestate: {json.dumps(t)}\nperdure: {json.dumps(o)}" for req, t, o in mismatches[:5])
+        f"{req}\nrestate: {json.dumps(t)}\nperdure: {json.dumps(o)}" for req, t, o in mismatches[:5]
+    )
 
 
 def test_version_reports_admin_api_range_and_ingress(tmp_path: Path) -> None:

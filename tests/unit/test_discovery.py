@@ -18,18 +18,49 @@ from perdure.protocol.discovery import (
 
 # What the official Python SDK 1.3.0 sends for a Greeter and a Counter object (observed).
 PYTHON_SDK = {
-    "protocolMode": "BIDI_STREAM", "minProtocolVersion": 5, "maxProtocolVersion": 7, "services": [
-        {"name": "Greeter", "ty": "SERVICE", "handlers": [
-            {"name": "greet", "input": {"required": False, "contentType": "application/json",
-                                        "jsonSchema": {"type": "string"}},
-             "output": {"contentType": "application/json", "setContentTypeIfEmpty": False,
-                        "jsonSchema": {"type": "string"}}}]},
-        {"name": "Counter", "ty": "VIRTUAL_OBJECT", "handlers": [
-            {"name": "add", "ty": "EXCLUSIVE",
-             "input": {"required": False, "contentType": "application/json"},
-             "output": {"contentType": "application/json", "setContentTypeIfEmpty": False}},
-            {"name": "get", "ty": "SHARED", "input": {},
-             "output": {"contentType": "application/json", "setContentTypeIfEmpty": False}}]}]}
+    "protocolMode": "BIDI_STREAM",
+    "minProtocolVersion": 5,
+    "maxProtocolVersion": 7,
+    "services": [
+        {
+            "name": "Greeter",
+            "ty": "SERVICE",
+            "handlers": [
+                {
+                    "name": "greet",
+                    "input": {
+                        "required": False,
+                        "contentType": "application/json",
+                        "jsonSchema": {"type": "string"},
+                    },
+                    "output": {
+                        "contentType": "application/json",
+                        "setContentTypeIfEmpty": False,
+                        "jsonSchema": {"type": "string"},
+                    },
+                }
+            ],
+        },
+        {
+            "name": "Counter",
+            "ty": "VIRTUAL_OBJECT",
+            "handlers": [
+                {
+                    "name": "add",
+                    "ty": "EXCLUSIVE",
+                    "input": {"required": False, "contentType": "application/json"},
+                    "output": {"contentType": "application/json", "setContentTypeIfEmpty": False},
+                },
+                {
+                    "name": "get",
+                    "ty": "SHARED",
+                    "input": {},
+                    "output": {"contentType": "application/json", "setContentTypeIfEmpty": False},
+                },
+            ],
+        },
+    ],
+}
 
 
 def _parse(doc: dict[str, Any]) -> Any:
@@ -45,7 +76,10 @@ def _with(**changes: Any) -> dict[str, Any]:
 def test_python_sdk_manifest_parses_with_handler_types_and_input_rules() -> None:
     manifest = _parse(PYTHON_SDK)
     assert (manifest.protocol_mode, manifest.min_protocol_version, manifest.max_protocol_version) == (
-        "BIDI_STREAM", 5, 7)
+        "BIDI_STREAM",
+        5,
+        7,
+    )
     greeter, counter = manifest.services
     assert greeter.handlers[0].ty is None
     assert greeter.handlers[0].input == InputRules("application/json", False, {"type": "string"})
@@ -55,8 +89,12 @@ def test_python_sdk_manifest_parses_with_handler_types_and_input_rules() -> None
 
 
 def test_defaults_when_input_output_and_handler_type_are_absent() -> None:
-    doc = _with(services=[{"name": "W", "ty": "WORKFLOW", "handlers": [{"name": "run"}]},
-                          {"name": "O", "ty": "VIRTUAL_OBJECT", "handlers": [{"name": "a"}]}])
+    doc = _with(
+        services=[
+            {"name": "W", "ty": "WORKFLOW", "handlers": [{"name": "run"}]},
+            {"name": "O", "ty": "VIRTUAL_OBJECT", "handlers": [{"name": "a"}]},
+        ]
+    )
     wf, obj = _parse(doc).services
     assert wf.handlers[0].ty == "SHARED" and obj.handlers[0].ty == "EXCLUSIVE"
     assert wf.handlers[0].input.content_type == "*/*"
@@ -121,8 +159,9 @@ def test_unknown_service_type_lists_the_variants() -> None:
 
 
 def test_workflow_handler_on_an_object_is_refused_with_400() -> None:
-    doc = _with(services=[{"name": "O", "ty": "VIRTUAL_OBJECT",
-                           "handlers": [{"name": "r", "ty": "WORKFLOW"}]}])
+    doc = _with(
+        services=[{"name": "O", "ty": "VIRTUAL_OBJECT", "handlers": [{"name": "r", "ty": "WORKFLOW"}]}]
+    )
     with pytest.raises(ManifestError) as info:
         _parse(doc)
     assert info.value.status == 400 and "(VirtualObject, Some(Workflow))" in info.value.message
@@ -140,8 +179,12 @@ def test_private_service_with_explicitly_public_handler_is_refused() -> None:
 
 def test_options_are_read_in_milliseconds() -> None:
     doc = _with()
-    doc["services"][0].update(inactivityTimeout=30_000, retryPolicyExponentiationFactor=1.5,
-                              retryPolicyOnMaxAttempts="KILL", enableLazyState=True)
+    doc["services"][0].update(
+        inactivityTimeout=30_000,
+        retryPolicyExponentiationFactor=1.5,
+        retryPolicyOnMaxAttempts="KILL",
+        enableLazyState=True,
+    )
     options = _parse(doc).services[0].options
     assert options.inactivity_timeout_ms == 30_000 and options.retry_exponentiation_factor == 1.5
     assert options.retry_on_max_attempts == "KILL" and options.enable_lazy_state is True

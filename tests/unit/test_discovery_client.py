@@ -70,4 +70,5 @@ async def test_unreachable_endpoint_is_meta0003_like_restate() -> None:
     assert (info.value.status, info.value.code) == (500, "META0003")
     assert info.value.message == (
         f"[META0003] [META0003] error when calling 'http://127.0.0.1:{port}/': "
-        "h2 pool connection error: Connection refused (os error 111)")
+        "h2 pool connection error: Connection refused (os error 111)"
+    )

@@ -35,8 +35,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     path = scope["path"]
     if path == "/echo":
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/octet-stream")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/octet-stream")],
+            }
+        )
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -64,8 +69,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     else:
         headers = [(b"x-path", path.encode()), (b"x-method", scope["method"].encode())]
         seen = dict(scope["headers"]).get(b"x-test", b"")
-        await send({"type": "http.response.start", "status": 404 if path == "/missing" else 200,
-                    "headers": headers})
+        await send(
+            {"type": "http.response.start", "status": 404 if path == "/missing" else 200, "headers": headers}
+        )
         await send({"type": "http.response.body", "body": b"hello " + seen})
 
 
@@ -73,10 +79,19 @@ def _hypercorn(tmp: Path, name: str, config: str) -> ManagedProcess:
     port = free_port()
     cfg = tmp / f"{name}.toml"
     cfg.write_text(config)
-    argv = [sys.executable, "-m", "hypercorn", "--config", str(cfg), "--bind", f"127.0.0.1:{port}",
-            "tests.unit.test_h2client:app"]
-    proc = ManagedProcess(f"hypercorn-{name}", argv, tmp / f"{name}.log", cwd=REPO_ROOT,
-                          ready=lambda: port_accepts(port))
+    argv = [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "--config",
+        str(cfg),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "tests.unit.test_h2client:app",
+    ]
+    proc = ManagedProcess(
+        f"hypercorn-{name}", argv, tmp / f"{name}.log", cwd=REPO_ROOT, ready=lambda: port_accepts(port)
+    )
     proc.port = port  # type: ignore[attr-defined]
     return proc
 
@@ -91,8 +106,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def goaway_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Sends GOAWAY once a connection carried more than 10 streams; closes idle ones after 1 s."""
-    proc = _hypercorn(tmp_path_factory.mktemp("h2"), "goaway",
-                      "keep_alive_max_requests = 10\nkeep_alive_timeout = 1\n")
+    proc = _hypercorn(
+        tmp_path_factory.mktemp("h2"), "goaway", "keep_alive_max_requests = 10\nkeep_alive_timeout = 1\n"
+    )
     with proc:
         yield f"http://127.0.0.1:{proc.port}"  # type: ignore[attr-defined]
 

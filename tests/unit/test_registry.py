@@ -15,11 +15,24 @@ from perdure.server.registry import Registry, RegistryError
 from perdure.server.storage.sqlite import SqliteStorage
 
 GREETER: dict[str, Any] = {
-    "protocolMode": "BIDI_STREAM", "minProtocolVersion": 5, "maxProtocolVersion": 7, "services": [
-        {"name": "Greeter", "ty": "SERVICE", "handlers": [
-            {"name": "greet", "input": {"required": False, "contentType": "application/json"},
-             "output": {"contentType": "application/json", "setContentTypeIfEmpty": False}},
-            {"name": "ping", "input": {}, "output": {"setContentTypeIfEmpty": False}}]}]}
+    "protocolMode": "BIDI_STREAM",
+    "minProtocolVersion": 5,
+    "maxProtocolVersion": 7,
+    "services": [
+        {
+            "name": "Greeter",
+            "ty": "SERVICE",
+            "handlers": [
+                {
+                    "name": "greet",
+                    "input": {"required": False, "contentType": "application/json"},
+                    "output": {"contentType": "application/json", "setContentTypeIfEmpty": False},
+                },
+                {"name": "ping", "input": {}, "output": {"setContentTypeIfEmpty": False}},
+            ],
+        }
+    ],
+}
 
 
 def manifest(doc: dict[str, Any] = GREETER, **service_options: Any) -> Manifest:
@@ -56,8 +69,13 @@ async def test_new_uri_creates_revision_one_with_restate_defaults(store: SqliteS
     assert svc is not None and svc.revision == 1 and svc.deployment_id == result.deployment.id
     assert (svc.idempotency_retention_ms, svc.journal_retention_ms) == (86_400_000, 86_400_000)
     assert (svc.inactivity_timeout_ms, svc.abort_timeout_ms) == (60_000, 600_000)
-    assert (svc.retry_initial_interval_ms, svc.retry_exponentiation_factor, svc.retry_max_attempts,
-            svc.retry_max_interval_ms, svc.retry_on_max_attempts) == (500, 2.0, 70, 60_000, "PAUSE")
+    assert (
+        svc.retry_initial_interval_ms,
+        svc.retry_exponentiation_factor,
+        svc.retry_max_attempts,
+        svc.retry_max_interval_ms,
+        svc.retry_on_max_attempts,
+    ) == (500, 2.0, 70, 60_000, "PAUSE")
     assert svc.public and svc.workflow_completion_retention_ms is None
 
 
@@ -183,8 +201,10 @@ async def test_input_validation_matches_ingress_wording(store: SqliteStorage) ->
     assert greet.validate_input(None, b"") is None
     assert greet.validate_input(None, b'"x"') == "Empty content-type"
     assert greet.validate_input("text/plain", b"x") == (
-        "Content-type 'text/plain' does not match 'application/json'")
+        "Content-type 'text/plain' does not match 'application/json'"
+    )
     assert ping.validate_input(None, b"") is None
     assert ping.validate_input("application/json", b"1") == (
         "Expected body and content-type to be empty, "
-        "but wasn't with content-type 'Some(\"application/json\")'")
+        "but wasn't with content-type 'Some(\"application/json\")'"
+    )

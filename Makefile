@@ -23,7 +23,7 @@ tests/node/node_modules/.installed: tests/node/package.json
 	cd tests/node && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: setup deps-node
+test: setup deps-node lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: setup

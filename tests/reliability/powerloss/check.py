@@ -48,14 +48,20 @@ def read_image(image_dir: Path, scratch: Path) -> tuple[list[str], dict[str, Sto
         shutil.rmtree(scratch)
     shutil.copytree(image_dir, scratch)
     if not (scratch / DB_FILE).exists():
-        return [f"{DB_FILE} is gone"], {}, ""
+        return [], {}, ""  # the power cut came before the database was created (or made durable)
     conn = sqlite3.connect(scratch / DB_FILE, isolation_level=None)
     try:
         verdict = [str(row[0]) for row in conn.execute("PRAGMA integrity_check").fetchall()]
         problems = [] if verdict == ["ok"] else [f"integrity_check: {'; '.join(verdict[:10])}"]
-        rows = conn.execute("SELECT id, record FROM invocation").fetchall()
+        # Before the server built its schema (an empty directory at the start), tables may be missing.
+        tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        rows = conn.execute("SELECT id, record FROM invocation").fetchall() if "invocation" in tables else []
         stored = {s.invocation_id: s for s in (_stored(bytes(i), bytes(r)) for i, r in rows)}
-        meta = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        meta = (
+            conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if "meta" in tables
+            else None
+        )
         schema = "" if meta is None else bytes(meta[0]).decode()
     except sqlite3.DatabaseError as exc:
         return [f"sqlite cannot read the image: {exc}"], {}, ""

@@ -23,6 +23,7 @@ from tests.support.client import Ingress
 
 COUNTER_KEYS = 4
 DELTA_MAX = 9
+DELAY_MS_MAX = 1500
 REQUEST_TIMEOUT_S = 20.0
 
 
@@ -35,6 +36,7 @@ class Request:
     key: str | None
     send: bool
     arg: Any  # a name for Greeter, a delta for Counter
+    delay_ms: int | None = None  # a delayed send: a durable timer starts the invocation
 
     @property
     def target(self) -> str:
@@ -71,16 +73,18 @@ def load_acks(path: Path) -> list[Ack]:
 
 
 def plan(seed: int, count: int) -> list[Request]:
-    """A seeded mix: half Greeter, half Counter adds over a few keys; a third of them sends."""
+    """A seeded mix: half Greeter, half Counter adds over a few keys; a third of them sends, half
+    of those delayed."""
     rng = random.Random(seed)
     out: list[Request] = []
     for i in range(count):
         send = rng.random() < 1 / 3
+        delay_ms = rng.randint(1, DELAY_MS_MAX) if send and rng.random() < 0.5 else None
         if rng.random() < 0.5:
-            out.append(Request(f"pl-{seed}-{i}", "Greeter", None, send, f"n{i}"))
+            out.append(Request(f"pl-{seed}-{i}", "Greeter", None, send, f"n{i}", delay_ms))
         else:
             key = f"c{rng.randrange(COUNTER_KEYS)}"
-            out.append(Request(f"pl-{seed}-{i}", "Counter", key, send, rng.randint(1, DELTA_MAX)))
+            out.append(Request(f"pl-{seed}-{i}", "Counter", key, send, rng.randint(1, DELTA_MAX), delay_ms))
     return out
 
 
@@ -89,7 +93,8 @@ async def issue(ing: Ingress, req: Request) -> Ack | None:
     sent_ns = time.monotonic_ns()
     try:
         if req.send:
-            sent = await ing.send(req.target, req.arg, idempotency_key=req.rid)
+            delay = None if req.delay_ms is None else f"{req.delay_ms}ms"
+            sent = await ing.send(req.target, req.arg, idempotency_key=req.rid, delay=delay)
             if sent.status_code != 202:
                 return None
             return Ack(req, sent.invocation_id, 202, b"", sent_ns, time.monotonic_ns())

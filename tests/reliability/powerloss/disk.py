@@ -175,6 +175,11 @@ def everything(rec: Record, synced: bool) -> Fate:
     return Fate.KEEP
 
 
+def all_but_in_flight(rec: Record, synced: bool) -> Fate:
+    """Everything the process finished: the page cache if the call in flight never ran."""
+    return Fate.DROP if rec.in_flight else Fate.KEEP
+
+
 def random_subset(rng: random.Random) -> Policy:
     """Each unsynced mutation independently survives or not (write-back in any order)."""
     return lambda rec, synced: Fate.KEEP if synced or rng.random() < 0.5 else Fate.DROP
@@ -200,3 +205,29 @@ POLICIES: dict[str, Callable[[random.Random], Policy]] = {
     "random-subset": random_subset,
     "torn": torn,
 }
+
+
+def page_cache_mismatch(tl: Timeline, live: dict[str, bytes]) -> str | None:
+    """Why replaying the whole log does not give the files the killed process left, or None.
+
+    The call in flight at the kill may have run, not run, or (a write) run partly."""
+    rng = random.Random(0)
+    done = crash_image(tl, all_but_in_flight, rng)
+    full = crash_image(tl, everything, rng)
+    if live in (done, full):
+        return None
+    flying = [m for m in tl.mutations if m.in_flight and m.op is Op.WRITE]
+    if not flying or set(live) != set(full):
+        return f"files differ: live {sorted(live)}, log {sorted(full)}"
+    w = flying[0]
+    for name in live:
+        a, b, got = done[name], full[name], live[name]
+        if name != w.name and got != b:
+            return f"{name} differs from the log"
+        lo, hi = w.off, w.off + len(w.data)
+        same_outside = got[:lo] == b[:lo] and got[hi:] == b[hi:]
+        inside = all(got[i] in (b[i], a[i] if i < len(a) else 0) for i in range(lo, min(hi, len(got))))
+        sized = min(len(a), len(b)) <= len(got) <= max(len(a), len(b))
+        if name == w.name and not (sized and same_outside and inside):
+            return f"{name} differs from the log beyond the write in flight at {lo}"
+    return None

@@ -7,7 +7,7 @@ log can be replayed onto a copy of it anywhere.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from pathlib import Path
 
@@ -24,6 +24,7 @@ class Op(IntEnum):
     RENAME = 6
     DIRSYNC = 7
     OPEN_SYNC = 8
+    DONE = 9
 
 
 CONTENT_OPS = frozenset({Op.WRITE, Op.TRUNCATE})
@@ -32,7 +33,8 @@ NAME_OPS = frozenset({Op.CREATE, Op.UNLINK, Op.RENAME})
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One logged call. For SYNC/DIRSYNC, `arg` is the first seq the barrier does *not* cover."""
+    """One logged call. For SYNC/DIRSYNC, `arg` is the first seq the barrier does *not* cover.
+    A mutation is `in_flight` when the kill came before its result was logged."""
 
     op: Op
     seq: int
@@ -41,6 +43,7 @@ class Record:
     off: int
     arg: int
     data: bytes
+    in_flight: bool = False
 
     @property
     def is_mutation(self) -> bool:
@@ -52,6 +55,25 @@ def _relative(path: str, root: str) -> str:
         return "."
     assert path.startswith(root + "/"), f"{path} is not under {root}"
     return path[len(root) + 1 :]
+
+
+def _settle(records: list[Record]) -> list[Record]:
+    """Fold each DONE into the mutation logged just before it: drop failed calls, cut short
+    writes; a mutation without a DONE (the kill came first) is in flight."""
+    out: list[Record] = []
+    for i, r in enumerate(records):
+        if r.op is Op.DONE:
+            continue
+        if not r.is_mutation:
+            out.append(r)
+            continue
+        done = records[i + 1] if i + 1 < len(records) else None
+        if done is None or done.op is not Op.DONE:
+            assert done is None, f"mutation {r.seq} has no result but is not the last record"
+            out.append(replace(r, in_flight=True))
+        elif done.arg >= 0 and not (r.op is Op.WRITE and done.arg == 0):
+            out.append(replace(r, data=r.data[: done.arg]) if r.op is Op.WRITE else r)
+    return out
 
 
 def read_log(log_path: Path, root: Path) -> list[Record]:
@@ -74,4 +96,4 @@ def read_log(log_path: Path, root: Path) -> list[Record]:
         records.append(Record(Op(op), seq, t_ns, _relative(name, base), off, arg, data))
         pos = end
     records.sort(key=lambda r: r.seq)
-    return records
+    return _settle(records)

@@ -6,7 +6,10 @@
  *                 of the process never loses a record that describes a completed call
  *
  * Record: struct rec_header, then path_len bytes of path, then data_len bytes of data.
- *   WRITE     off = file offset, data = the bytes written (only those the kernel accepted)
+ * A mutation is logged *before* its call, under a lock held until the call returned and a DONE
+ * record (arg = the call's result) followed it; so a kill between the two leaves a mutation with
+ * no DONE: the one in flight, which may or may not have reached the page cache.
+ *   WRITE     off = file offset, data = the bytes to write (DONE: how many were written)
  *   TRUNCATE  arg = new length
  *   SYNC      arg = the sequence number taken when fsync/fdatasync was *called*: every mutation
  *             of this file with a smaller seq is durable once the call returned (logged after)
@@ -15,6 +18,7 @@
  *   RENAME    path = old name, data = new name
  *   DIRSYNC   like SYNC, for the watched directory itself (makes names durable)
  *   OPEN_SYNC the file was opened O_SYNC/O_DSYNC: each of its writes is durable on return
+ *   DONE      the result of the mutation logged just before (negative: it failed)
  * Each record carries seq (global order, assigned under one lock) and a CLOCK_MONOTONIC time,
  * which the test compares with the moments its client saw acknowledgements.
  */
@@ -35,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { OP_WRITE = 1, OP_TRUNCATE, OP_SYNC, OP_CREATE, OP_UNLINK, OP_RENAME, OP_DIRSYNC, OP_OPEN_SYNC };
+enum { OP_WRITE = 1, OP_TRUNCATE, OP_SYNC, OP_CREATE, OP_UNLINK, OP_RENAME, OP_DIRSYNC, OP_OPEN_SYNC, OP_DONE };
 
 struct rec_header {
     uint32_t magic;
@@ -158,7 +162,7 @@ static uint64_t emit(uint32_t op, const char *path, int64_t off, int64_t arg, co
     return h.seq;
 }
 
-static void track(int fd, const char *abs, int flags, int created) {
+static void track(int fd, const char *abs, int flags) {
     if (fd < 0 || fd >= MAX_FDS) return;
     free(fd_path[fd]);
     fd_path[fd] = NULL;
@@ -166,9 +170,6 @@ static void track(int fd, const char *abs, int flags, int created) {
     if (kind == 0) return;
     fd_path[fd] = strdup(abs);
     fd_sync[fd] = (flags & (O_SYNC | O_DSYNC)) != 0;
-    if (kind == 1 && created) emit(OP_CREATE, abs, 0, 0, NULL, 0, 0);
-    if (kind == 1 && !created && (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY)
-        emit(OP_TRUNCATE, abs, 0, 0, NULL, 0, 0);
     if (kind == 1 && fd_sync[fd]) emit(OP_OPEN_SYNC, abs, 0, 0, NULL, 0, 0);
 }
 
@@ -182,10 +183,15 @@ static int do_openat(int dirfd, const char *name, int flags, mode_t mode, int us
     pthread_mutex_lock(&lock);
     struct stat st;
     int existed = stat(abs, &st) == 0;
+    uint32_t intent = 0;
+    if (watched(abs) == 1 && !existed && (flags & O_CREAT)) intent = OP_CREATE;
+    if (watched(abs) == 1 && existed && (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) intent = OP_TRUNCATE;
+    if (intent) emit(intent, abs, 0, 0, NULL, 0, 0);
     int fd = dirfd == AT_FDCWD ? (use64 ? real_open64 : real_open)(name, flags, mode)
                                : (use64 ? real_openat64 : real_openat)(dirfd, name, flags, mode);
     int saved = errno;
-    if (fd >= 0) track(fd, abs, flags, !existed && (flags & O_CREAT));
+    if (intent) emit(OP_DONE, abs, 0, fd >= 0 ? 0 : -1, NULL, 0, 0);
+    if (fd >= 0) track(fd, abs, flags);
     pthread_mutex_unlock(&lock);
     errno = saved;
     return fd;
@@ -226,12 +232,13 @@ static ssize_t logged_write(int fd, const struct iovec *iov, int iovcnt, off_t o
         if (fl >= 0 && (fl & O_APPEND) && fstat(fd, &st) == 0) at = st.st_size;
         else at = lseek(fd, 0, SEEK_CUR);
     }
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++) len += iov[i].iov_len;
+    emit(OP_WRITE, fd_path[fd], at, 0, iov, iovcnt, len);
     ssize_t n = call(ctx);
     int saved = errno;
-    if (n > 0) {
-        emit(OP_WRITE, fd_path[fd], at, 0, iov, iovcnt, (size_t)n);
-        if (fd_sync[fd]) emit(OP_SYNC, fd_path[fd], 0, (int64_t)next_seq, NULL, 0, 0);
-    }
+    emit(OP_DONE, fd_path[fd], at, (int64_t)n, NULL, 0, 0);
+    if (n > 0 && fd_sync[fd]) emit(OP_SYNC, fd_path[fd], 0, (int64_t)next_seq, NULL, 0, 0);
     pthread_mutex_unlock(&lock);
     errno = saved;
     return n;
@@ -277,9 +284,14 @@ static int truncate_with(int fd, off_t len, int (*call)(int, off_t)) {
     init();
     if (!is_tracked(fd)) return call(fd, len);
     pthread_mutex_lock(&lock);
+    if (!is_tracked(fd)) {
+        pthread_mutex_unlock(&lock);
+        return call(fd, len);
+    }
+    emit(OP_TRUNCATE, fd_path[fd], 0, (int64_t)len, NULL, 0, 0);
     int rc = call(fd, len);
     int saved = errno;
-    if (rc == 0 && is_tracked(fd)) emit(OP_TRUNCATE, fd_path[fd], 0, (int64_t)len, NULL, 0, 0);
+    emit(OP_DONE, fd_path[fd], 0, rc, NULL, 0, 0);
     pthread_mutex_unlock(&lock);
     errno = saved;
     return rc;
@@ -342,9 +354,10 @@ int unlink(const char *name) {
     char abs[PATH_MAX];
     if (log_fd < 0 || absolute(AT_FDCWD, name, abs) != 0 || watched(abs) != 1) return real_unlink(name);
     pthread_mutex_lock(&lock);
+    emit(OP_UNLINK, abs, 0, 0, NULL, 0, 0);
     int rc = real_unlink(name);
     int saved = errno;
-    if (rc == 0) emit(OP_UNLINK, abs, 0, 0, NULL, 0, 0);
+    emit(OP_DONE, abs, 0, rc, NULL, 0, 0);
     pthread_mutex_unlock(&lock);
     errno = saved;
     return rc;
@@ -357,12 +370,11 @@ int rename(const char *from, const char *to) {
         (watched(a) != 1 && watched(b) != 1))
         return real_rename(from, to);
     pthread_mutex_lock(&lock);
+    struct iovec iov = {b, strlen(b)};
+    emit(OP_RENAME, a, 0, 0, &iov, 1, strlen(b));
     int rc = real_rename(from, to);
     int saved = errno;
-    if (rc == 0) {
-        struct iovec iov = {b, strlen(b)};
-        emit(OP_RENAME, a, 0, 0, &iov, 1, strlen(b));
-    }
+    emit(OP_DONE, a, 0, rc, NULL, 0, 0);
     pthread_mutex_unlock(&lock);
     errno = saved;
     return rc;

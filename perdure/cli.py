@@ -44,7 +44,7 @@ def server(
         100_000, envvar="PERDURE_QUERY_ROWS_MAX", help="Most rows a /query answers."
     ),
     concurrent_invocations_max: int = typer.Option(
-        10_000, envvar="PERDURE_CONCURRENT_INVOCATIONS_MAX", help="Attempts in flight at once."
+        1_000, envvar="PERDURE_CONCURRENT_INVOCATIONS_MAX", help="Attempts in flight at once."
     ),
     log_level: str = typer.Option("info", envvar="PERDURE_LOG_LEVEL", help="debug, info, warning or error."),
 ) -> None:

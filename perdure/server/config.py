@@ -24,7 +24,7 @@ class Settings:
     admin_address: str = "127.0.0.1:9070"
     request_size_max_bytes: int = 32 * 1024 * 1024
     message_size_max_bytes: int = 32 * 1024 * 1024
-    concurrent_invocations_max: int = 10_000
+    concurrent_invocations_max: int = 1_000  # as Restate's concurrent-invocations-limit
     query_time_limit_s: float = 10.0
     query_rows_max: int = 100_000
     log_level: str = "info"

@@ -18,6 +18,7 @@ import collections
 import contextlib
 import errno
 import os
+import ssl
 import time
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -104,13 +105,13 @@ class H2Stream:
         "_sent",
         "_status",
         "_waiter",
-        "authority",
+        "pool_key",
         "stream_id",
     )
 
-    def __init__(self, client: H2Client, authority: str, head: list[tuple[str, str]]) -> None:
+    def __init__(self, client: H2Client, pool_key: str, head: list[tuple[str, str]]) -> None:
         self._client = client
-        self.authority = authority
+        self.pool_key = pool_key
         self._head = head
         self._conn: _Connection | None = None
         self.stream_id = 0
@@ -499,11 +500,13 @@ class _Connection(asyncio.Protocol):
 class _Pool:
     """Connections to one authority; opens new ones when all are full or draining."""
 
-    def __init__(self, client: H2Client, authority: str, host: str, port: int) -> None:
+    def __init__(self, client: H2Client, authority: str, host: str, port: int, scheme: str = "http") -> None:
         self.client = client
         self.authority = authority
         self.host = host
         self.port = port
+        self.scheme = scheme
+        self.key = f"{scheme}://{authority}"  # the client's pools are keyed by scheme and authority
         self.conns: list[_Connection] = []
         self.lifetime_max = client.streams_per_connection_lifetime_max
         self._connecting: asyncio.Future[_Connection] | None = None
@@ -535,7 +538,16 @@ class _Pool:
         self._connecting = fut = loop.create_future()
         try:
             async with asyncio.timeout(self.client.connect_timeout_s):
-                _, proto = await loop.create_connection(lambda: _Connection(self), self.host, self.port)
+                if self.scheme == "https":
+                    _, proto = await loop.create_connection(
+                        lambda: _Connection(self),
+                        self.host,
+                        self.port,
+                        ssl=self.client.tls_context(),
+                        server_hostname=self.host,
+                    )
+                else:
+                    _, proto = await loop.create_connection(lambda: _Connection(self), self.host, self.port)
         except TimeoutError:
             err = ConnectError(
                 errno.ETIMEDOUT,
@@ -612,6 +624,15 @@ class H2Client:
         self._pools: dict[str, _Pool] = {}
         self._urls: dict[str, tuple[_Pool, str]] = {}
         self._closed = False
+        self._tls: ssl.SSLContext | None = None
+
+    def tls_context(self) -> ssl.SSLContext:
+        """For https:// endpoints: system trust store (or SSL_CERT_FILE), HTTP/2 by ALPN."""
+        if self._tls is None:
+            ctx = ssl.create_default_context()
+            ctx.set_alpn_protocols(["h2"])
+            self._tls = ctx
+        return self._tls
 
     async def request(
         self, url: str, method: str, headers: list[tuple[str, str]], *, end_stream: bool = False
@@ -625,12 +646,12 @@ class H2Client:
         pool, path = target
         head = [
             (":method", method),
-            (":scheme", "http"),
+            (":scheme", pool.scheme),
             (":authority", pool.authority),
             (":path", path),
             *headers,
         ]
-        stream = H2Stream(self, pool.authority, head)
+        stream = H2Stream(self, pool.key, head)
         stream._end_queued = end_stream
         await self._open(pool, stream)
         return stream
@@ -645,7 +666,7 @@ class H2Client:
 
     async def _reopen(self, stream: H2Stream) -> None:
         """Replay a stream the peer refused (never processed) on another connection."""
-        pool = self._pools.get(stream.authority)
+        pool = self._pools.get(stream.pool_key)
         if pool is None or self._closed:
             stream._fail(ConnectionLost("client closed"))
             return
@@ -659,16 +680,17 @@ class H2Client:
 
     def _resolve(self, url: str) -> tuple[_Pool, str]:
         parts = urlsplit(url)
-        if parts.scheme != "http":
-            raise H2Error(f"unsupported URL scheme in {url!r}: only http:// (h2c) is supported")
+        if parts.scheme not in ("http", "https"):
+            raise H2Error(f"unsupported URL scheme in {url!r}: use http:// (h2c) or https:// (h2 over TLS)")
         host = parts.hostname
         if not host:
             raise H2Error(f"URL without host: {url!r}")
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         authority = parts.netloc
-        pool = self._pools.get(authority)
+        key = f"{parts.scheme}://{authority}"
+        pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[authority] = _Pool(self, authority, host, port)
+            pool = self._pools[key] = _Pool(self, authority, host, port, parts.scheme)
         path = parts.path or "/"
         if parts.query:
             path = f"{path}?{parts.query}"
@@ -677,9 +699,9 @@ class H2Client:
         self._urls[url] = (pool, path)
         return pool, path
 
-    def connection_count(self, authority: str) -> int:
+    def connection_count(self, authority: str, scheme: str = "http") -> int:
         """Open connections to `authority` (for tests and metrics)."""
-        pool = self._pools.get(authority)
+        pool = self._pools.get(f"{scheme}://{authority}")
         return len(pool.conns) if pool else 0
 
     async def aclose(self) -> None:

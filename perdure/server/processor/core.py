@@ -59,6 +59,9 @@ CANCELLED = Failure(409, "cancelled")
 class ProcessorConfig:
     eager_state_size_max: int = 32 * 1024 * 1024
     timers_loaded_max: int = 10_000  # the timer service loads the rest lazily
+    # Object/workflow keys whose state (and promises) stay cached; beyond this the
+    # oldest are dropped after a commit, when the cache equals the store.
+    cached_keys_max: int = 10_000
 
 
 class ProcessorCore:
@@ -112,6 +115,10 @@ class ProcessorCore:
             if inv is not None and inv.status in EVICTABLE and not inv.attempt_live:
                 del resident[raw]
         self._evict.clear()
+        if len(self._state) > self._config.cached_keys_max:
+            for key in list(self._state)[: len(self._state) // 2]:
+                del self._state[key]
+        self._promises.trim(self._config.cached_keys_max)
 
     def resident(self) -> dict[bytes, Invocation]:
         return self._resident

@@ -35,6 +35,12 @@ class PromiseCache:
             self._cache[k] = p
         return p
 
+    def trim(self, entries_max: int) -> None:
+        """Drop the oldest half when over `entries_max` (call only when the store is current)."""
+        if len(self._cache) > entries_max:
+            for k in list(self._cache)[: len(self._cache) // 2]:
+                del self._cache[k]
+
     def forget(self, service: str, key: str) -> None:
         for k in [k for k in self._cache if k[0] == service and k[1] == key]:
             del self._cache[k]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from perdure.protocol import messages_pb2 as pb
 from perdure.protocol.codec import MessageType as T
+from perdure.protocol.codec import decode
 from perdure.server.processor.commands import Invoke, InvokeRequest, SdkMessage
 from perdure.server.processor.effects import StartAttempt
 from perdure.server.processor.model import Target
@@ -51,3 +52,35 @@ def test_state_cache_stays_bounded_and_evicted_keys_read_back_from_storage() -> 
     _, effects = p.take()
     start = next(e for e in effects if isinstance(e, StartAttempt))
     assert start.state == ((b"count", b"0"),)
+
+
+def test_ten_thousand_queued_calls_on_a_hot_key_are_not_kept_in_memory() -> None:
+    """Queued calls wait in the durable inbox: memory holds the running invocation's record
+    and only the ids of the queued ones, which start in arrival order."""
+    st = MemoryStorage()
+    p = Processor(st, SCHEMA)
+    p.recover(st, 0)
+    target = Target("Counter", "add", "hot", "virtual_object", "exclusive")
+    starts: list[StartAttempt] = []
+    for i in range(10_000):
+        p.apply(Invoke(InvokeRequest(target, str(i).encode()), i, "send"), 0)
+        if i % 1000 == 999:
+            batch, effects = p.take()
+            st.commit_sync(batch)
+            p.committed()
+            starts += [e for e in effects if isinstance(e, StartAttempt)]
+    assert len(starts) == 1  # one runs, the rest wait
+    assert len(p.resident()) == 1
+    assert sum(len(q) for q in st.inbox.values()) == 9_999
+    first = starts[0]
+    for t, m in (
+        (T.OUTPUT, pb.OutputCommandMessage(value=pb.Value(content=b"1"))),
+        (T.END, pb.EndMessage()),
+    ):
+        p.apply(SdkMessage(first.invocation, first.attempt, t, m.SerializeToString()), 0)
+    batch, effects = p.take()
+    st.commit_sync(batch)
+    p.committed()
+    (nxt,) = [e for e in effects if isinstance(e, StartAttempt)]
+    assert decode(T.INPUT, nxt.journal[0].body).value.content == b"1"  # the second call, in arrival order
+    assert len(p.resident()) == 1

@@ -11,7 +11,8 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from perdure.server.invoker.invoker import Invoker
 from perdure.server.processor.commands import Command, Terminate
@@ -34,6 +35,10 @@ BATCH_COMMANDS_MAX = 4096
 RECOVERY_BACKOFF_S_MAX = 5.0
 RETENTION_SWEEP_INTERVAL_S = 30.0
 RETENTION_SWEEP_BATCH_MAX = 1000
+
+
+class Abandoned(Exception):
+    """The requester disconnected before the reply; the command itself stands."""
 
 
 class Unavailable(Exception):
@@ -86,13 +91,28 @@ class Runtime:
         """The requester went away (client disconnected)."""
         self._replies.pop(token, None)
 
-    async def call(self, make: Callable[[int], Command]) -> Reply:
+    async def call(
+        self, make: Callable[[int], Command], *, until: Coroutine[Any, Any, None] | None = None
+    ) -> Reply:
+        """Submit a command and wait for its reply. With `until` (the requester
+        going away), stop waiting when it completes first: raises `Abandoned`."""
         if not self.healthy:
+            if until is not None:
+                until.close()
             raise Unavailable("the store cannot write; try again later")
         token, fut = self.request()
         self.submit(make(token))
         try:
-            return await fut
+            if until is None:
+                return await fut
+            async with asyncio.TaskGroup() as tg:
+                gone = tg.create_task(until)
+                waits: list[asyncio.Future[Any]] = [fut, gone]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                gone.cancel()
+            if not fut.done():
+                raise Abandoned("the requester went away")
+            return fut.result()
         finally:
             self._replies.pop(token, None)
 

@@ -26,7 +26,7 @@ from perdure.server.processor.identity import idempotent_id, workflow_id
 from perdure.server.processor.model import TIME_MS_MAX, Failure, Target
 from perdure.server.processor.schema import SERVICE_TY, handler_kind
 from perdure.server.registry import Registry
-from perdure.server.runtime import Runtime, Unavailable
+from perdure.server.runtime import Abandoned, Runtime, Unavailable
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -79,6 +79,8 @@ class Ingress:
             await _send_error(send, exc.status, exc.message, "ingress", exc.invocation_id, origin)
         except Unavailable as exc:
             await _send_error(send, 503, str(exc), "ingress", None, origin)
+        except Abandoned:
+            return  # the client went away; the invocation goes on
 
     async def _route(self, scope: Scope, receive: Receive, send: Send, origin: bytes | None) -> None:
         raw_path = _raw_path(scope)
@@ -173,7 +175,8 @@ class Ingress:
             journal_retention_ms=svc.journal_retention_ms,
         )
         mode = "send" if is_send else "call"
-        reply = await self._runtime.call(lambda token: Invoke(req, token, mode))
+        until = _disconnected(receive) if mode == "call" else None
+        reply = await self._runtime.call(lambda token: Invoke(req, token, mode), until=until)
         await self._respond(send, reply, handler, origin)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
@@ -257,7 +260,8 @@ class Ingress:
         raw_id, wait, handler = lookup
         if method != "GET":
             raise IngressError(405, "method not allowed")
-        reply = await self._runtime.call(lambda token: Attach(raw_id, token, wait))
+        until = _disconnected(receive) if wait else None
+        reply = await self._runtime.call(lambda token: Attach(raw_id, token, wait), until=until)
         await self._respond(send, reply, handler, origin)
 
     def _lookup(self, parts: list[str]) -> tuple[bytes, bool, Any] | None:
@@ -315,6 +319,12 @@ class Ingress:
         if req_headers:
             hdrs.append((b"access-control-allow-headers", req_headers))
         await _send(send, 200, hdrs, b"", origin)
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client disconnects (the request body was read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _raw_path(scope: Scope) -> str:

@@ -13,10 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.compat.test_core import Workspace, assert_ingress_error, new_tag, workspace
+from tests.compat.workspace import Workspace, assert_ingress_error, new_tag
 from tests.support import Ingress, PythonService, Server, query, register
-
-__all__ = ["workspace"]  # the module-scoped fixture, shared with the core scenarios
 
 CALLS_MODULE = "tests.compat.services.calls"
 OBJECTS_MODULE = "tests.compat.services.objects"

@@ -9,59 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.compat.services.ledger import GATE_DIR_ENV, LABEL_ENV, LEDGER_ENV, Ledger
+from tests.compat.workspace import Workspace, assert_ingress_error, new_tag
 from tests.support import Ingress, NodeService, PythonService, Server, register
 
 SERVICES_DIR = Path(__file__).parent / "services"
-CORE_MODULE = "tests.compat.services.core"
 VERSIONED_MODULE = "tests.compat.services.versioned"
-ERROR_HEADER = "x-restate-error-source"
 INGRESS_BODY_LIMIT_BYTES = 32 * 1024 * 1024  # Restate 1.7.12 ingress.request-size-limit
-
-
-@dataclass
-class Workspace:
-    """Per-module files shared with the service processes: the ledger, the gate directory, logs."""
-
-    root: Path
-
-    @property
-    def ledger(self) -> Ledger:
-        return Ledger(self.root / "ledger.txt")
-
-    @property
-    def gates(self) -> Path:
-        return self.root / "gates"
-
-    def env(self, label: str) -> dict[str, str]:
-        return {LEDGER_ENV: str(self.ledger.path), GATE_DIR_ENV: str(self.gates), LABEL_ENV: label}
-
-    def open_gate(self, tag: str) -> None:
-        (self.gates / tag).touch()
-
-    def python_service(self, app_attr: str, label: str, module: str = CORE_MODULE) -> PythonService:
-        return PythonService(
-            module, app_attr, env=self.env(label), log_dir=self.root, name=f"{app_attr}-{label}"
-        )
-
-
-def new_tag() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-@pytest.fixture(scope="module")
-def workspace(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    ws = Workspace(tmp_path_factory.mktemp(f"compat-{server.kind}"))
-    ws.gates.mkdir()
-    return ws
 
 
 @pytest.fixture(scope="module")
@@ -76,17 +35,6 @@ def core_service(server: Server, workspace: Workspace) -> Iterator[PythonService
 async def ingress(server: Server, core_service: PythonService) -> AsyncIterator[Ingress]:
     async with Ingress(server.ingress_url) as ing:
         yield ing
-
-
-def assert_ingress_error(resp: httpx.Response, status: int, message: str, source: str = "ingress") -> None:
-    """An ingress error: the status, JSON `{code, message, source}`, and the error-source header."""
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/json")
-    body = resp.json()
-    assert body["code"] == status
-    assert body["message"] == message
-    assert body.get("source") == source
-    assert resp.headers.get(ERROR_HEADER) == source
 
 
 # --- registration and a first call ---------------------------------------------------------

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.compat.test_core import Workspace, new_tag, workspace
+from tests.compat.workspace import Workspace, new_tag
 from tests.support import Ingress, NodeService, PythonService, Server, query, register
-
-__all__ = ["workspace"]  # the module-scoped fixture, shared with the core scenarios
 
 OBJECTS_MODULE = "tests.compat.services.objects"
 TS_OBJECTS = Path(__file__).parent / "services" / "objects.cjs"

@@ -9,11 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.compat.test_core import Workspace, new_tag, workspace
 from tests.compat.test_timers_calls import wait_for_prefix
+from tests.compat.workspace import Workspace, new_tag
 from tests.support import Ingress, PythonService, Server, query, register
-
-__all__ = ["workspace"]
 
 MODULE = "tests.compat.services.suspension"
 

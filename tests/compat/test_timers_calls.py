@@ -18,11 +18,9 @@ import httpx
 import pytest
 
 from tests.compat.services.ledger import Ledger
-from tests.compat.test_core import Workspace, assert_ingress_error, new_tag, workspace
+from tests.compat.workspace import Workspace, assert_ingress_error, new_tag
 from tests.support import Ingress, PythonService, Server, query, register
 from tests.support.fixtures import running_server
-
-__all__ = ["workspace"]  # the module-scoped fixture, shared with the core scenarios
 
 CALLS_MODULE = "tests.compat.services.calls"
 DELAY_S = 1.5  # services/calls.py DELAYED_SEND

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from perdure.cli_tools import install as install_admin_commands
+from perdure.cli_tools.dev import dev
 from perdure.server.config import Settings
 
 app = typer.Typer(
@@ -74,7 +75,12 @@ def server(
 
 
 install_admin_commands(app)
+app.command("dev")(dev)
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import restate
+from restate.retry_policy import InvocationRetryPolicy
 
 from tests.compat.services.ledger import LEDGER_ENV, events, gate_path, label, record
 
@@ -30,7 +31,13 @@ def make_services(prefix: str = "") -> list[Any]:
     async def greet(ctx: restate.Context, name: str) -> str:
         return await ctx.run("greeting", lambda: f"Hello, {name}!")
 
-    flaky = restate.Service(f"{prefix}Flaky")
+    # The request-response copy is the introspection suites' "stuck" invocation: it retries
+    # every 2 s, so it is almost always `backing-off` when a test looks (the default policy
+    # retries after 0.5 s, 1 s, 2 s ... and a query can land on a running attempt).
+    slow_retries = InvocationRetryPolicy(
+        initial_interval=timedelta(seconds=2), exponentiation_factor=1.0, max_attempts=10_000
+    )
+    flaky = restate.Service(f"{prefix}Flaky", invocation_retry_policy=slow_retries if prefix else None)
 
     @flaky.handler()
     async def run(ctx: restate.Context, tag: str) -> str:

@@ -25,6 +25,10 @@ class Settings:
     request_size_max_bytes: int = 32 * 1024 * 1024
     message_size_max_bytes: int = 32 * 1024 * 1024
     concurrent_invocations_max: int = 1_000  # as Restate's concurrent-invocations-limit
+    # An attempt waiting on the server this long, while others wait for a slot, is
+    # parked (suspended) to make room; parked attempts still winding down are bounded.
+    attempt_park_idle_ms: int = 250
+    attempts_parked_max: int = 10_000
     query_time_limit_s: float = 10.0
     query_rows_max: int = 100_000
     log_level: str = "info"

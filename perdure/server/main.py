@@ -69,6 +69,8 @@ async def serve(settings: Settings) -> None:
         lambda cmd: runtime_box[0].submit(cmd),
         message_size_max=settings.message_size_max_bytes,
         concurrency_max=settings.concurrent_invocations_max,
+        parked_max=settings.attempts_parked_max,
+        park_idle_s=settings.attempt_park_idle_ms / 1000,
         h1_opener=h1_client,
     )
     runtime = Runtime(storage, lambda: Processor(storage, registry), invoker)
@@ -112,6 +114,7 @@ async def serve(settings: Settings) -> None:
             core = [
                 tg.create_task(runtime.run()),
                 tg.create_task(runtime.timers.run()),
+                tg.create_task(invoker.run()),
                 tg.create_task(runtime.sweep_retention()),
             ]
             servers = [tg.create_task(ingress_server.serve()), tg.create_task(admin_server.serve())]

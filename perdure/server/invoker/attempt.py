@@ -88,6 +88,7 @@ class Attempt:
         submit: Callable[[Command], None],
         *,
         message_size_max: int,
+        on_activity: Callable[[Attempt, bool], None] | None = None,
     ) -> None:
         self.start = start
         self._endpoint = endpoint
@@ -97,8 +98,26 @@ class Attempt:
         self._pending: list[bytes] = []
         self._request_open = True
         self._decoder = FrameDecoder(message_size_max)
-        self._progress = asyncio.Event()
+        self._on_activity = on_activity
+        self._runs_open = 0  # RunCommands without their ProposeRunCompletion: the service is busy
+        self._abort_deadline: float | None = None  # loop time, once our request side is ended
         self.task: asyncio.Task[None] | None = None
+
+    @property
+    def fresh(self) -> bool:
+        """The first attempt of a new invocation (nothing journaled beyond the input, no retry)."""
+        return len(self.start.journal) <= 1 and self.start.retry_count_since_last_stored_entry == 0
+
+    def park(self) -> None:
+        """Make room: end our side of the stream so the service suspends (it
+        has the abort timeout to finish); nothing more is delivered to it."""
+        if not self._request_open:
+            return
+        self._request_open = False
+        if self._stream is not None:
+            with contextlib.suppress(H2Error):
+                self._stream.end()
+            self._abort_deadline = asyncio.get_running_loop().time() + self.start.abort_timeout_ms / 1000
 
     def deliver(self, msg_type: int, body: bytes) -> None:
         if not self._request_open:
@@ -108,7 +127,8 @@ class Attempt:
             self._pending.append(frame)
         else:
             self._stream.send(frame)
-        self._progress.set()
+        if self._on_activity is not None:
+            self._on_activity(self, self._runs_open == 0)
 
     def abort(self) -> None:
         if self._stream is not None:
@@ -155,9 +175,10 @@ class Attempt:
             stream.send(frame)
         self._pending.clear()
         self._stream = stream
-        if ep.request_response:
+        if ep.request_response or not self._request_open:  # request-response, or parked already
             self._request_open = False
             stream.end()
+            self._abort_deadline = asyncio.get_running_loop().time() + s.abort_timeout_ms / 1000
         status, rheaders = await stream.response()
         server = _header(rheaders, "x-restate-server")
         if not 200 <= status < 300:
@@ -172,13 +193,19 @@ class Attempt:
 
     async def _pump(self, stream: StreamLike) -> None:
         s = self.start
-        inactivity_s = self.start.inactivity_timeout_ms / 1000 if not self._endpoint.request_response else 0
-        abort_s = self.start.abort_timeout_ms / 1000
+        loop = asyncio.get_running_loop()
+        inactivity_s = s.inactivity_timeout_ms / 1000 if not self._endpoint.request_response else 0
+        abort_s = s.abort_timeout_ms / 1000
         done = False
         while True:
-            timeout = inactivity_s if self._request_open and inactivity_s > 0 else abort_s
+            if self._request_open and inactivity_s > 0:
+                deadline = loop.time() + inactivity_s
+            else:
+                if self._abort_deadline is None:
+                    self._abort_deadline = loop.time() + abort_s
+                deadline = self._abort_deadline
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout_at(deadline):
                     data = await stream.receive()
             except TimeoutError:
                 if self._request_open:
@@ -187,6 +214,8 @@ class Attempt:
                     self._request_open = False
                     stream.end()
                     continue
+                if self._abort_deadline is not None and loop.time() < self._abort_deadline:
+                    continue  # parked meanwhile: the abort timeout runs from the parking
                 self._reset_quietly()
                 raise AttemptFailure(
                     599, f"the service did not finish within the abort timeout of {abort_s:.0f}s"
@@ -197,11 +226,17 @@ class Attempt:
                 if done:
                     raise ProtocolError(f"message 0x{frame.type:04x} after the end of the invocation")
                 self._submit(SdkMessage(s.invocation, s.attempt, frame.type, frame.body))
+                if frame.type == T.RUN:
+                    self._runs_open += 1
+                elif frame.type == T.PROPOSE_RUN_COMPLETION and self._runs_open > 0:
+                    self._runs_open -= 1
                 if frame.type in TERMINAL:
                     done = True
                     if self._request_open:  # the server closes its side first
                         self._request_open = False
                         stream.end()
+            if self._on_activity is not None and not done:
+                self._on_activity(self, self._runs_open == 0)
         if self._request_open:
             self._request_open = False
             with contextlib.suppress(H2Error):

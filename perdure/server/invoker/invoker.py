@@ -4,10 +4,12 @@ invocation, and routes the processor's effects to them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from perdure.server.invoker.admission import Admission
 from perdure.server.invoker.attempt import (
     PROTOCOL_VERSION_MAX,
     PROTOCOL_VERSION_MIN,
@@ -48,7 +50,9 @@ class Invoker:
         submit: Callable[[Command], None],
         *,
         message_size_max: int,
-        concurrency_max: int = 10_000,
+        concurrency_max: int = 1_000,
+        parked_max: int = 10_000,
+        park_idle_s: float = 0.25,
         h1_opener: Opener | None = None,
     ) -> None:
         self._registry = registry
@@ -58,7 +62,10 @@ class Invoker:
         self._message_size_max = message_size_max
         self._attempts: dict[bytes, Attempt] = {}
         self._tg: asyncio.TaskGroup | None = None
-        self._slots = asyncio.Semaphore(concurrency_max)
+        self.admission: Admission[Attempt] = Admission(
+            concurrency_max, parked_max=parked_max, park_idle_s=park_idle_s
+        )
+        self._room_wanted = asyncio.Event()
 
     def bind(self, tg: asyncio.TaskGroup) -> None:
         """Attempts run as children of the server's task group."""
@@ -67,7 +74,7 @@ class Invoker:
     def start(self, eff: StartAttempt) -> None:
         old = self._attempts.pop(eff.invocation, None)
         if old is not None:
-            old.abort()
+            self._drop(old)
         endpoint = self._endpoint(eff)
         if endpoint is None:
             self._submit(
@@ -84,15 +91,55 @@ class Invoker:
                 )
                 return
             opener = self._h1_opener
-        attempt = Attempt(eff, endpoint, opener, self._submit, message_size_max=self._message_size_max)
+        attempt = Attempt(
+            eff,
+            endpoint,
+            opener,
+            self._submit,
+            message_size_max=self._message_size_max,
+            on_activity=self._activity,
+        )
         self._attempts[eff.invocation] = attempt
+        if self.admission.offer(attempt, fresh=attempt.fresh, now=self._now()):
+            self._launch(attempt)
+        else:
+            self._room_wanted.set()
+
+    async def run(self) -> None:
+        """Make room for waiting attempts by parking idle ones (see `admission`)."""
+        while True:
+            await self._room_wanted.wait()
+            self._room_wanted.clear()
+            room = self.admission.make_room(self._now())
+            for attempt in room.park:
+                attempt.park()
+            for attempt in room.admitted:
+                self._launch(attempt)
+            if room.next_check_s is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(room.next_check_s):
+                        await self._room_wanted.wait()
+                self._room_wanted.set()
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _activity(self, attempt: Attempt, parkable: bool) -> None:
+        self.admission.activity(attempt, parkable=parkable, now=self._now())
+
+    def _launch(self, attempt: Attempt) -> None:
         assert self._tg is not None, "invoker not bound to a task group"
         attempt.task = self._tg.create_task(self._run(attempt))
 
+    def _finished(self, attempt: Attempt) -> None:
+        for admitted in self.admission.finish(attempt, self._now()):
+            self._launch(admitted)
+        if self.admission.waiting:
+            self._room_wanted.set()
+
     async def _run(self, attempt: Attempt) -> None:
         try:
-            async with self._slots:
-                await attempt.run()
+            await attempt.run()
         except Exception:
             log.exception("attempt of %s crashed", attempt.start.invocation_id)
             s = attempt.start
@@ -100,6 +147,7 @@ class Invoker:
         finally:
             if self._attempts.get(attempt.start.invocation) is attempt:
                 del self._attempts[attempt.start.invocation]
+            self._finished(attempt)
 
     def send(self, eff: SendToAttempt) -> None:
         attempt = self._attempts.get(eff.invocation)
@@ -110,12 +158,19 @@ class Invoker:
         attempt = self._attempts.get(eff.invocation)
         if attempt is not None and attempt.start.attempt == eff.attempt:
             del self._attempts[eff.invocation]
-            attempt.abort()
+            self._drop(attempt)
 
     def abort_all(self) -> None:
         for attempt in list(self._attempts.values()):
-            attempt.abort()
+            self._drop(attempt)
         self._attempts.clear()
+
+    def _drop(self, attempt: Attempt) -> None:
+        """Abort a running attempt (its task's end frees the slot), or forget a queued one."""
+        if attempt.task is None:
+            self.admission.finish(attempt, self._now())
+        else:
+            attempt.abort()
 
     def _endpoint(self, eff: StartAttempt) -> Endpoint | None:
         dep = self._registry.deployment(eff.deployment_id)

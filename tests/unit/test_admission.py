@@ -1,0 +1,93 @@
+"""Admission of attempts: slots, parking of idle attempts, fair turns between queues."""
+
+from __future__ import annotations
+
+from perdure.server.invoker.admission import Admission
+
+
+def make(capacity: int = 2, parked_max: int = 10, park_idle_s: float = 1.0) -> Admission[str]:
+    return Admission(capacity, parked_max=parked_max, park_idle_s=park_idle_s)
+
+
+def test_attempts_start_while_slots_are_free_and_queue_after() -> None:
+    adm = make()
+    assert adm.offer("a", fresh=True, now=0.0)
+    assert adm.offer("b", fresh=True, now=0.0)
+    assert not adm.offer("c", fresh=True, now=0.0)
+    assert (adm.active, adm.waiting) == (2, 1)
+    assert adm.finish("a", now=0.5) == ["c"]
+    assert (adm.active, adm.waiting) == (2, 0)
+
+
+def test_an_idle_attempt_is_parked_to_make_room_once_idle_long_enough() -> None:
+    adm = make()
+    adm.offer("a", fresh=True, now=0.0)
+    adm.offer("b", fresh=True, now=0.5)
+    adm.offer("c", fresh=True, now=0.6)
+    early = adm.make_room(now=0.7)
+    assert early.park == [] and early.admitted == []
+    assert early.next_check_s is not None and abs(early.next_check_s - 0.3) < 1e-9
+    room = adm.make_room(now=1.0)
+    assert room.park == ["a"] and room.admitted == ["c"]
+    assert (adm.active, adm.parked, adm.waiting) == (2, 1, 0)
+    # The parked attempt winding down frees nothing more: its slot was already given away.
+    assert adm.finish("a", now=2.0) == []
+    assert (adm.active, adm.parked) == (2, 0)
+
+
+def test_an_attempt_with_an_open_run_is_never_parked() -> None:
+    adm = make(capacity=1)
+    adm.offer("busy", fresh=True, now=0.0)
+    adm.activity("busy", parkable=False, now=0.1)
+    adm.offer("new", fresh=True, now=0.2)
+    room = adm.make_room(now=100.0)
+    assert room.park == [] and room.admitted == [] and room.next_check_s is None
+    adm.activity("busy", parkable=True, now=100.0)
+    assert adm.make_room(now=100.5).park == []
+    assert adm.make_room(now=101.0).park == ["busy"]
+
+
+def test_activity_moves_an_attempt_to_the_back_of_the_idle_order() -> None:
+    adm = make()
+    adm.offer("a", fresh=True, now=0.0)
+    adm.offer("b", fresh=True, now=0.1)
+    adm.activity("a", parkable=True, now=0.2)
+    adm.offer("c", fresh=True, now=0.3)
+    assert adm.make_room(now=5.0).park == ["b"]
+
+
+def test_parking_stops_at_the_bound_of_parked_attempts() -> None:
+    adm = make(capacity=1, parked_max=1)
+    adm.offer("a", fresh=True, now=0.0)
+    adm.offer("b", fresh=True, now=0.0)
+    adm.offer("c", fresh=True, now=0.0)
+    first = adm.make_room(now=5.0)
+    assert first.park == ["a"] and first.admitted == ["b"]
+    assert adm.make_room(now=10.0).park == []  # "a" is still winding down
+    adm.finish("a", now=11.0)
+    assert adm.make_room(now=11.0).park == ["b"]
+
+
+def test_new_invocations_and_resumptions_take_turns() -> None:
+    adm = make(capacity=1)
+    adm.offer("running", fresh=False, now=0.0)
+    for i in range(3):
+        adm.offer(f"resume{i}", fresh=False, now=0.0)
+    adm.offer("new", fresh=True, now=0.0)
+    order = []
+    current = "running"
+    for _ in range(4):
+        (current,) = adm.finish(current, now=1.0)
+        order.append(current)
+    assert order[:2] == ["new", "resume0"] or order[:2] == ["resume0", "new"]
+    assert order.index("new") <= 1
+
+
+def test_a_queued_attempt_dropped_before_it_starts_leaves_no_trace() -> None:
+    adm = make(capacity=1)
+    adm.offer("a", fresh=True, now=0.0)
+    adm.offer("b", fresh=True, now=0.0)
+    assert adm.finish("b", now=0.1) == []
+    assert adm.waiting == 0
+    assert adm.finish("a", now=0.2) == []
+    assert adm.active == 0

@@ -96,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="perdure,restate")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds between the new call and the kill")
     parser.add_argument("--greet-timeout", type=float, default=GREET_TIMEOUT_S)
+    parser.add_argument("--workdir", type=Path, default=None, help="keep data and logs here")
     args = parser.parse_args(argv)
     kinds = [k for k in args.servers.split(",") if k and (k != "restate" or restate_installed())]
     rows = []
-    with tempfile.TemporaryDirectory(prefix="perdure-starvation-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="perdure-starvation-") as tmp_dir:
+        tmp = args.workdir or tmp_dir
         for kind in kinds:
             print(f"{kind}: {args.n} waiting ({args.wait}) …", file=sys.stderr, flush=True)
             rows.append(run_one(kind, args, Path(tmp)))

@@ -127,8 +127,11 @@ class Runtime:
                 self.submit(Terminate(raw, "expire", 0))
 
     async def recover(self) -> None:
+        """Rebuild the processor from the store. Runs in a worker thread (nothing
+        else touches the processor until the loop starts), so the HTTP servers
+        answer meanwhile; requests queue until the loop runs."""
         self.timers.reload()
-        self._processor.recover(self._storage, self._clock_ms())
+        await asyncio.to_thread(self._processor.recover, self._storage, self._clock_ms())
         await self._flush()
 
     async def run(self) -> None:

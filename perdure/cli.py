@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from perdure.cli_tools import install as install_admin_commands
 from perdure.cli_tools.dev import dev
-from perdure.server.config import Settings
+from perdure.server.config_sources import ConfigError, config_file_from_env, dump_settings, load_settings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Perdure: durable execution, Restate-compatible."
@@ -22,48 +24,66 @@ def _root() -> None:
     """Perdure server and tools."""
 
 
+def _flag(help: str, env: str) -> Any:
+    return typer.Option(None, help=f"{help} [env: {env}]", show_default=False)
+
+
 @app.command()
 def server(
-    data_dir: Path = typer.Option(
-        Path("perdure-data"), envvar="PERDURE_DATA_DIR", help="Where the durable state lives."
+    config_file: Path | None = typer.Option(
+        None,
+        "--config-file",
+        "-c",
+        help="TOML file with Restate's keys (a restate.toml) and a [perdure] table. [env: RESTATE_CONFIG]",
     ),
-    ingress_address: str = typer.Option(
-        "127.0.0.1:8080", envvar="PERDURE_INGRESS_ADDRESS", help="HOST:PORT of the ingress (invocations)."
+    dump_config: bool = typer.Option(
+        False, "--dump-config", help="Print the effective configuration as TOML and exit."
     ),
-    admin_address: str = typer.Option(
-        "127.0.0.1:9070", envvar="PERDURE_ADMIN_ADDRESS", help="HOST:PORT of the admin API."
+    data_dir: Path | None = _flag("Where the durable state lives.", "PERDURE_DATA_DIR"),
+    ingress_address: str | None = _flag("HOST:PORT of the ingress (invocations).", "PERDURE_INGRESS_ADDRESS"),
+    admin_address: str | None = _flag("HOST:PORT of the admin API.", "PERDURE_ADMIN_ADDRESS"),
+    request_size_max_bytes: str | None = _flag(
+        "Largest ingress request body, e.g. 32 MiB (413 above).", "PERDURE_REQUEST_SIZE_MAX_BYTES"
     ),
-    request_size_max_bytes: int = typer.Option(
-        32 * 1024 * 1024,
-        envvar="PERDURE_REQUEST_SIZE_MAX_BYTES",
-        help="Largest ingress request body (413 above).",
+    query_time_limit_s: float | None = _flag(
+        "Longest a /query may run before it is stopped.", "PERDURE_QUERY_TIME_LIMIT_S"
     ),
-    query_time_limit_s: float = typer.Option(
-        10.0, envvar="PERDURE_QUERY_TIME_LIMIT_S", help="Longest a /query may run before it is stopped."
+    query_rows_max: int | None = _flag("Most rows a /query answers.", "PERDURE_QUERY_ROWS_MAX"),
+    concurrent_invocations_max: int | None = _flag(
+        "Attempts in flight at once.", "PERDURE_CONCURRENT_INVOCATIONS_MAX"
     ),
-    query_rows_max: int = typer.Option(
-        100_000, envvar="PERDURE_QUERY_ROWS_MAX", help="Most rows a /query answers."
-    ),
-    concurrent_invocations_max: int = typer.Option(
-        1_000, envvar="PERDURE_CONCURRENT_INVOCATIONS_MAX", help="Attempts in flight at once."
-    ),
-    log_level: str = typer.Option("info", envvar="PERDURE_LOG_LEVEL", help="debug, info, warning or error."),
+    log_level: str | None = _flag("debug, info, warning or error.", "PERDURE_LOG_LEVEL"),
 ) -> None:
-    """Run the Perdure server (embedded SQLite store)."""
-    settings = Settings(
-        data_dir=data_dir,
-        ingress_address=ingress_address,
-        admin_address=admin_address,
-        request_size_max_bytes=request_size_max_bytes,
-        query_time_limit_s=query_time_limit_s,
-        query_rows_max=query_rows_max,
-        concurrent_invocations_max=concurrent_invocations_max,
-        log_level=log_level,
-    )
+    """Run the Perdure server (embedded SQLite store). Every setting also comes from the
+    configuration file (Restate's keys) and from RESTATE_* / PERDURE_* variables; precedence
+    flags > environment > file > defaults. `--dump-config` shows them all."""
+    flags = {
+        "data_dir": None if data_dir is None else str(data_dir),
+        "ingress_address": ingress_address,
+        "admin_address": admin_address,
+        "request_size_max_bytes": request_size_max_bytes,
+        "query_time_limit_s": query_time_limit_s,
+        "query_rows_max": query_rows_max,
+        "concurrent_invocations_max": concurrent_invocations_max,
+        "log_level": log_level,
+    }
+    try:
+        loaded = load_settings(config_file or config_file_from_env(os.environ), os.environ, flags)
+    except ConfigError as exc:
+        typer.echo(f"perdure: configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    settings = loaded.settings
+    if dump_config:
+        typer.echo(dump_settings(settings), nl=False)
+        return
     logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
+        level=getattr(logging, settings.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if loaded.ignored:
+        logging.getLogger("perdure").info(
+            "configuration: ignoring keys Perdure does not use: %s", ", ".join(loaded.ignored)
+        )
     from perdure.server.main import serve
 
     try:

@@ -4,12 +4,19 @@ they are (the server refused, or it could not be reached)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import httpx
 
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9070"
 REQUEST_TIMEOUT_S = 60.0
+# The admin API's bearer token, if it requires one: Perdure's name, or the official CLI's.
+TOKEN_ENV = ("PERDURE_ADMIN_TOKEN", "RESTATE_AUTH_TOKEN")
+
+
+def admin_token() -> str | None:
+    return next((os.environ[name] for name in TOKEN_ENV if os.environ.get(name)), None)
 
 
 class AdminError(Exception):
@@ -39,7 +46,9 @@ def _message(resp: httpx.Response) -> str:
 class AdminClient:
     def __init__(self, base_url: str, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        token = admin_token()
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
 
     def close(self) -> None:
         self._http.close()

@@ -1,13 +1,34 @@
-"""Server settings: one typed object, filled from flags and PERDURE_* env vars
-(see `perdure server --help`)."""
+"""Server settings: one typed object, the single source of truth.
+
+Every field says where it comes from: its Restate configuration key (TOML path in a
+`restate.toml`, and `RESTATE_*` environment variable with `__` nesting) when Restate has the
+option, and always `PERDURE_<FIELD>` (and `[perdure] <field-with-dashes>` in the file).
+`perdure.server.config_sources` layers flags > environment > file > defaults over these fields.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 VERSION = "1.7.12"  # the Restate admin API level we implement; reported by /version
 PERDURE_VERSION = "0.1.0"
+
+# Kinds of values: how a text (env var, flag) or a TOML value becomes the field's value.
+STR, INT, FLOAT, BOOL, PATH, DURATION, SIZE, HEADERS, RAW, CHOICE = (
+    "str",
+    "int",
+    "float",
+    "bool",
+    "path",
+    "duration",  # milliseconds; Restate's friendly or ISO 8601 text
+    "size",  # bytes; `32 MiB`
+    "headers",  # table of strings
+    "raw",  # any TOML value, kept as read (for another component to interpret)
+    "choice",
+)
+SECRET = "secret"  # metadata flag: never printed by --dump-config
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -17,21 +38,139 @@ def parse_address(text: str) -> tuple[str, int]:
     return (host or "0.0.0.0").strip("[]"), int(port)
 
 
+def _opt(
+    default: Any,
+    kind: str,
+    help: str,
+    restate: str | None = None,
+    choices: tuple[str, ...] = (),
+    secret: bool = False,
+) -> Any:
+    meta = {"kind": kind, "help": help, "restate": restate, "choices": choices, SECRET: secret}
+    if isinstance(default, dict | list):
+        frozen = default
+        return field(default_factory=lambda: type(frozen)(frozen), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+MIB = 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    data_dir: Path = Path("perdure-data")
-    ingress_address: str = "127.0.0.1:8080"
-    admin_address: str = "127.0.0.1:9070"
-    request_size_max_bytes: int = 32 * 1024 * 1024
-    message_size_max_bytes: int = 32 * 1024 * 1024
-    concurrent_invocations_max: int = 1_000  # as Restate's concurrent-invocations-limit
+    # --- where and how it listens ---
+    data_dir: Path = _opt(Path("perdure-data"), PATH, "Where the durable state lives.", "base-dir")
+    ingress_address: str = _opt(
+        "127.0.0.1:8080", STR, "HOST:PORT of the ingress (invocations).", "ingress.bind-address"
+    )
+    admin_address: str = _opt("127.0.0.1:9070", STR, "HOST:PORT of the admin API.", "admin.bind-address")
+    ingress_token: str | None = _opt(
+        None, STR, "Bearer token the ingress requires (none: open).", secret=True
+    )
+    admin_token: str | None = _opt(
+        None, STR, "Bearer token the admin API requires (none: open).", secret=True
+    )
+    ingress_tls_cert_file: Path | None = _opt(None, PATH, "PEM certificate: the ingress serves HTTPS.")
+    ingress_tls_key_file: Path | None = _opt(None, PATH, "PEM private key of the ingress certificate.")
+    admin_tls_cert_file: Path | None = _opt(None, PATH, "PEM certificate: the admin API serves HTTPS.")
+    admin_tls_key_file: Path | None = _opt(None, PATH, "PEM private key of the admin certificate.")
+    # --- limits ---
+    request_size_max_bytes: int = _opt(
+        32 * MIB, SIZE, "Largest ingress request body (413 above).", "ingress.request-size-limit"
+    )
+    message_size_max_bytes: int = _opt(
+        32 * MIB, SIZE, "Largest protocol message from a service.", "worker.invoker.message-size-limit"
+    )
+    eager_state_size_max_bytes: int = _opt(
+        32 * MIB,
+        SIZE,
+        "Most state sent eagerly with an attempt (beyond: lazy).",
+        "worker.invoker.eager-state-size-limit",
+    )
+    concurrent_invocations_max: int = _opt(
+        1_000, INT, "Attempts in flight at once.", "worker.invoker.concurrent-invocations-limit"
+    )
     # An attempt waiting on the server this long, while others wait for a slot, is
     # parked (suspended) to make room; parked attempts still winding down are bounded.
-    attempt_park_idle_ms: int = 250
-    attempts_parked_max: int = 10_000
-    query_time_limit_s: float = 10.0
-    query_rows_max: int = 100_000
-    log_level: str = "info"
+    attempt_park_idle_ms: int = _opt(
+        250, DURATION, "An attempt idle this long is parked (suspended) when others wait for a slot."
+    )
+    attempts_parked_max: int = _opt(10_000, INT, "Most parked attempts still winding down.")
+    # --- invoker ---
+    inactivity_timeout_ms: int = _opt(
+        60_000,
+        DURATION,
+        "Idle stream closed after this (the service suspends).",
+        "worker.invoker.inactivity-timeout",
+    )
+    abort_timeout_ms: int = _opt(
+        600_000,
+        DURATION,
+        "After the inactivity close, an attempt is aborted after this.",
+        "worker.invoker.abort-timeout",
+    )
+    connect_timeout_ms: int = _opt(
+        10_000, DURATION, "Connecting to a service gives up after this.", "worker.invoker.connect-timeout"
+    )
+    additional_request_headers: dict[str, str] = _opt(
+        {"x-restate-cluster-name": "localcluster"},
+        HEADERS,
+        "Headers sent with every request to a service.",
+        "worker.invoker.additional-request-headers",
+    )
+    request_identity_private_key_pem_file: Path | None = _opt(
+        None,
+        PATH,
+        "ed25519 private key (PEM): requests to services are signed.",
+        "worker.invoker.request-identity-private-key-pem-file",
+    )
+    request_identity_expiration_ms: int = _opt(
+        60_000, DURATION, "Lifetime of a request signature.", "worker.invoker.request-identity-expiration"
+    )
+    # --- default retry policy (services and handlers may override it) ---
+    retry_initial_interval_ms: int = _opt(
+        500, DURATION, "First retry delay.", "default-retry-policy.initial-interval"
+    )
+    retry_exponentiation_factor: float = _opt(
+        2.0,
+        FLOAT,
+        "Each retry delay is the previous one times this.",
+        "default-retry-policy.exponentiation-factor",
+    )
+    retry_max_attempts: int = _opt(
+        70, INT, "Attempts before on-max-attempts.", "default-retry-policy.max-attempts"
+    )
+    retry_max_interval_ms: int = _opt(
+        60_000, DURATION, "Longest retry delay.", "default-retry-policy.max-interval"
+    )
+    retry_on_max_attempts: str = _opt(
+        "pause",
+        CHOICE,
+        "After the last attempt: pause (resumable) or kill.",
+        "default-retry-policy.on-max-attempts",
+        choices=("pause", "kill"),
+    )
+    # --- default retentions ---
+    journal_retention_ms: int = _opt(
+        86_400_000, DURATION, "Journal kept after completion.", "default-journal-retention"
+    )
+    idempotency_retention_ms: int = _opt(
+        86_400_000, DURATION, "Output of idempotent invocations kept.", "default-idempotency-retention"
+    )
+    workflow_completion_retention_ms: int = _opt(
+        86_400_000, DURATION, "Workflow output kept.", "default-workflow-completion-retention"
+    )
+    # --- observability and integrations ---
+    tracing_endpoint: str | None = _opt(None, STR, "OTLP endpoint for traces.", "tracing-endpoint")
+    kafka_clusters: list[Any] = _opt(
+        [], RAW, "Kafka clusters (as Restate's [[ingress.kafka-clusters]]).", "ingress.kafka-clusters"
+    )
+    # --- Perdure only ---
+    query_time_limit_s: float = _opt(10.0, FLOAT, "Longest a /query may run before it is stopped.")
+    query_rows_max: int = _opt(100_000, INT, "Most rows a /query answers.")
+    log_level: str = _opt(
+        "info", CHOICE, "debug, info, warning or error.", choices=("debug", "info", "warning", "error")
+    )
 
     @property
     def ingress(self) -> tuple[str, int]:
@@ -40,3 +179,24 @@ class Settings:
     @property
     def admin(self) -> tuple[str, int]:
         return parse_address(self.admin_address)
+
+    def validate(self) -> None:
+        """Cross-field checks a single value cannot make; raises ValueError with the reason."""
+        self.ingress  # noqa: B018 - parses, raising on a bad address
+        self.admin  # noqa: B018
+        for side in ("ingress", "admin"):
+            cert = getattr(self, f"{side}_tls_cert_file")
+            key = getattr(self, f"{side}_tls_key_file")
+            if (cert is None) != (key is None):
+                raise ValueError(f"{side} TLS needs both a certificate file and a key file")
+        if self.retry_exponentiation_factor < 1.0:
+            raise ValueError("default-retry-policy.exponentiation-factor must be at least 1.0")
+        if self.retry_max_attempts < 1:
+            raise ValueError("default-retry-policy.max-attempts must be at least 1")
+        if self.concurrent_invocations_max < 1:
+            raise ValueError("worker.invoker.concurrent-invocations-limit must be at least 1")
+
+
+def setting_fields() -> tuple[Any, ...]:
+    """The dataclass fields of `Settings`, with their metadata (kind, help, restate key)."""
+    return fields(Settings)

@@ -9,27 +9,50 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 
 from perdure.server.admin.app import create_admin_app
 from perdure.server.admin.query import query_routes
 from perdure.server.admin.state import state_routes
+from perdure.server.auth import admin_body, ingress_body, protect
 from perdure.server.config import VERSION, Settings
 from perdure.server.ingress.app import Ingress
 from perdure.server.invoker.h1client import H1Client
 from perdure.server.invoker.h2client import H2Client
 from perdure.server.invoker.invoker import Invoker
 from perdure.server.processor.commands import ReplaceState
+from perdure.server.processor.core import ProcessorConfig
 from perdure.server.processor.processor import Processor
 from perdure.server.query.catalog import registry_catalog
 from perdure.server.query.engine import QueryEngine, QueryLimits
 from perdure.server.query.live import live_attempts_of
-from perdure.server.registry import Registry
+from perdure.server.registry import Registry, ServiceDefaults
 from perdure.server.runtime import Runtime
 from perdure.server.storage.sqlite import SqliteStorage
 
 log = logging.getLogger("perdure")
+
+
+def _tls(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
+    return None if cert is None or key is None else (cert, key)
+
+
+def service_defaults(settings: Settings) -> ServiceDefaults:
+    """What services and handlers get when neither their manifest nor a PATCH sets a value."""
+    return ServiceDefaults(
+        idempotency_retention_ms=settings.idempotency_retention_ms,
+        workflow_completion_retention_ms=settings.workflow_completion_retention_ms,
+        journal_retention_ms=settings.journal_retention_ms,
+        inactivity_timeout_ms=settings.inactivity_timeout_ms,
+        abort_timeout_ms=settings.abort_timeout_ms,
+        retry_initial_interval_ms=settings.retry_initial_interval_ms,
+        retry_exponentiation_factor=settings.retry_exponentiation_factor,
+        retry_max_attempts=settings.retry_max_attempts,
+        retry_max_interval_ms=settings.retry_max_interval_ms,
+        retry_on_max_attempts=settings.retry_on_max_attempts.upper(),
+    )
 
 
 class _QuietServer(uvicorn.Server):
@@ -40,7 +63,7 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def _http_server(app: object, host: str, port: int) -> _QuietServer:
+def _http_server(app: object, host: str, port: int, tls: tuple[Path, Path] | None = None) -> _QuietServer:
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
@@ -51,6 +74,8 @@ def _http_server(app: object, host: str, port: int) -> _QuietServer:
         access_log=False,
         log_level="warning",
         timeout_keep_alive=75,
+        ssl_certfile=None if tls is None else str(tls[0]),
+        ssl_keyfile=None if tls is None else str(tls[1]),
     )
     return _QuietServer(config)
 
@@ -59,9 +84,9 @@ async def serve(settings: Settings) -> None:
     t0 = time.monotonic()
     storage = SqliteStorage(settings.data_dir)
     await storage.open()
-    registry = await Registry.load(storage)
-    client = H2Client()
-    h1_client = H1Client()
+    registry = await Registry.load(storage, service_defaults(settings))
+    client = H2Client(connect_timeout_s=settings.connect_timeout_ms / 1000)
+    h1_client = H1Client(connect_timeout_s=settings.connect_timeout_ms / 1000)
     runtime_box: list[Runtime] = []
     invoker = Invoker(
         registry,
@@ -72,11 +97,15 @@ async def serve(settings: Settings) -> None:
         parked_max=settings.attempts_parked_max,
         park_idle_s=settings.attempt_park_idle_ms / 1000,
         h1_opener=h1_client,
+        additional_headers=settings.additional_request_headers,
     )
-    runtime = Runtime(storage, lambda: Processor(storage, registry), invoker)
+    processor_config = ProcessorConfig(eager_state_size_max=settings.eager_state_size_max_bytes)
+    runtime = Runtime(storage, lambda: Processor(storage, registry, processor_config), invoker)
     runtime_box.append(runtime)
     ihost, iport = settings.ingress
     ahost, aport = settings.admin
+    ingress_tls = _tls(settings.ingress_tls_cert_file, settings.ingress_tls_key_file)
+    admin_tls = _tls(settings.admin_tls_cert_file, settings.admin_tls_key_file)
     ingress = Ingress(registry, runtime, request_size_max=settings.request_size_max_bytes)
     from perdure.server.admin.invocations import invocation_routes
 
@@ -94,15 +123,17 @@ async def serve(settings: Settings) -> None:
         registry,
         client,
         version=VERSION,
-        ingress_endpoint=f"http://{ihost}:{iport}/",
+        ingress_endpoint=f"{'https' if ingress_tls else 'http'}://{ihost}:{iport}/",
         extra_routes=[
             *invocation_routes(runtime),
             *query_routes(query_engine),
             *state_routes(registry, replace_state),
         ],
     )
-    ingress_server = _http_server(ingress, ihost, iport)
-    admin_server = _http_server(admin, ahost, aport)
+    ingress_app = protect(ingress, settings.ingress_token, ingress_body, "ingress")
+    admin_app = protect(admin, settings.admin_token, admin_body, "admin API")
+    ingress_server = _http_server(ingress_app, ihost, iport, ingress_tls)
+    admin_server = _http_server(admin_app, ahost, aport, admin_tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -125,10 +156,12 @@ async def serve(settings: Settings) -> None:
             while not (ingress_server.started and admin_server.started):
                 await asyncio.sleep(0.005)
             log.info(
-                "perdure listening: ingress http://%s:%d, admin http://%s:%d, data %s (ready in %.0f ms,"
+                "perdure listening: ingress %s://%s:%d, admin %s://%s:%d, data %s (ready in %.0f ms,"
                 " recovery %.0f ms)",
+                "https" if ingress_tls else "http",
                 ihost,
                 iport,
+                "https" if admin_tls else "http",
                 ahost,
                 aport,
                 settings.data_dir,

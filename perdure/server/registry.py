@@ -34,6 +34,24 @@ DEFAULT_RETRY_MAX_ATTEMPTS = 70
 DEFAULT_RETRY_MAX_INTERVAL_MS = 60_000
 DEFAULT_RETRY_ON_MAX_ATTEMPTS = "PAUSE"
 
+
+@dataclass(frozen=True, slots=True)
+class ServiceDefaults:
+    """Server-wide values a service or handler gets when neither its manifest nor a PATCH set
+    them (Restate's `default-*` and `worker.invoker` settings; Restate 1.7.12's defaults)."""
+
+    idempotency_retention_ms: int = DEFAULT_IDEMPOTENCY_RETENTION_MS
+    workflow_completion_retention_ms: int = DEFAULT_WORKFLOW_COMPLETION_RETENTION_MS
+    journal_retention_ms: int = DEFAULT_JOURNAL_RETENTION_MS
+    inactivity_timeout_ms: int = DEFAULT_INACTIVITY_TIMEOUT_MS
+    abort_timeout_ms: int = DEFAULT_ABORT_TIMEOUT_MS
+    retry_initial_interval_ms: int = DEFAULT_RETRY_INITIAL_INTERVAL_MS
+    retry_exponentiation_factor: float = DEFAULT_RETRY_EXPONENTIATION_FACTOR
+    retry_max_attempts: int = DEFAULT_RETRY_MAX_ATTEMPTS
+    retry_max_interval_ms: int = DEFAULT_RETRY_MAX_INTERVAL_MS
+    retry_on_max_attempts: str = DEFAULT_RETRY_ON_MAX_ATTEMPTS  # "PAUSE" | "KILL"
+
+
 # Service fields the admin API may PATCH, with the override key each one sets.
 PATCHABLE = (
     "public",
@@ -183,16 +201,17 @@ class Registration:
 class Registry:
     """In-memory schema with sync lookups; every change is persisted before it becomes visible."""
 
-    def __init__(self, store: MetadataStore) -> None:
+    def __init__(self, store: MetadataStore, defaults: ServiceDefaults | None = None) -> None:
         self._store = store
+        self._defaults = defaults or ServiceDefaults()
         self._records: dict[str, _Record] = {}
         self._latest: dict[str, ServiceInfo] = {}
         self._at: dict[tuple[str, str], ServiceInfo] = {}
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def load(cls, store: MetadataStore) -> Registry:
-        registry = cls(store)
+    async def load(cls, store: MetadataStore, defaults: ServiceDefaults | None = None) -> Registry:
+        registry = cls(store, defaults)
         raw = await store.get_meta(SCHEMA_KEY)
         if raw:
             registry._records = _decode_schema(raw)
@@ -278,7 +297,7 @@ class Registry:
             records[dep_id] = record
             if not dry_run:
                 await self._commit(records)
-            infos = [_service_info(record, s) for s in manifest.services]
+            infos = [_service_info(record, s, self._defaults) for s in manifest.services]
             return Registration(existing is None, deployment, infos)
 
     async def update_deployment(
@@ -374,7 +393,7 @@ class Registry:
         latest: dict[str, ServiceInfo] = {}
         for record in self._records.values():
             for service in record.manifest.services:
-                info = _service_info(record, service)
+                info = _service_info(record, service, self._defaults)
                 at[(record.deployment.id, service.name)] = info
                 best = latest.get(service.name)
                 if best is None or info.revision > best.revision:
@@ -416,8 +435,8 @@ def _pick(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def _service_info(record: _Record, service: ServiceManifest) -> ServiceInfo:
-    """Effective settings: PATCH override, else manifest option, else Restate 1.7.12 default."""
+def _service_info(record: _Record, service: ServiceManifest, defaults: ServiceDefaults) -> ServiceInfo:
+    """Effective settings: PATCH override, else manifest option, else the server's default."""
     dep = record.deployment
     over = record.overrides.get(service.name, {})
     o = service.options
@@ -428,28 +447,32 @@ def _service_info(record: _Record, service: ServiceManifest) -> ServiceInfo:
         wf_retention = _pick(
             workflow_handler.options.workflow_completion_retention_ms if workflow_handler else None,
             over.get("workflow_completion_retention_ms"),
-            DEFAULT_WORKFLOW_COMPLETION_RETENTION_MS,
+            defaults.workflow_completion_retention_ms,
         )
     public = _pick(over.get("public"), None if o.ingress_private is None else not o.ingress_private, True)
     svc = dict(
         idempotency_retention_ms=_pick(
-            over.get("idempotency_retention_ms"), o.idempotency_retention_ms, DEFAULT_IDEMPOTENCY_RETENTION_MS
+            over.get("idempotency_retention_ms"),
+            o.idempotency_retention_ms,
+            defaults.idempotency_retention_ms,
         ),
         journal_retention_ms=_pick(
-            over.get("journal_retention_ms"), o.journal_retention_ms, DEFAULT_JOURNAL_RETENTION_MS
+            over.get("journal_retention_ms"), o.journal_retention_ms, defaults.journal_retention_ms
         ),
         inactivity_timeout_ms=_pick(
             over.get("inactivity_timeout_ms"),
             o.inactivity_timeout_ms,
-            0 if rr else DEFAULT_INACTIVITY_TIMEOUT_MS,
+            0 if rr else defaults.inactivity_timeout_ms,
         ),
-        abort_timeout_ms=_pick(over.get("abort_timeout_ms"), o.abort_timeout_ms, DEFAULT_ABORT_TIMEOUT_MS),
+        abort_timeout_ms=_pick(over.get("abort_timeout_ms"), o.abort_timeout_ms, defaults.abort_timeout_ms),
         enable_lazy_state=_pick(o.enable_lazy_state, False),
-        retry_initial_interval_ms=_pick(o.retry_initial_interval_ms, DEFAULT_RETRY_INITIAL_INTERVAL_MS),
-        retry_exponentiation_factor=_pick(o.retry_exponentiation_factor, DEFAULT_RETRY_EXPONENTIATION_FACTOR),
-        retry_max_attempts=_pick(o.retry_max_attempts, DEFAULT_RETRY_MAX_ATTEMPTS),
-        retry_max_interval_ms=_pick(o.retry_max_interval_ms, DEFAULT_RETRY_MAX_INTERVAL_MS),
-        retry_on_max_attempts=_pick(o.retry_on_max_attempts, DEFAULT_RETRY_ON_MAX_ATTEMPTS),
+        retry_initial_interval_ms=_pick(o.retry_initial_interval_ms, defaults.retry_initial_interval_ms),
+        retry_exponentiation_factor=_pick(
+            o.retry_exponentiation_factor, defaults.retry_exponentiation_factor
+        ),
+        retry_max_attempts=_pick(o.retry_max_attempts, defaults.retry_max_attempts),
+        retry_max_interval_ms=_pick(o.retry_max_interval_ms, defaults.retry_max_interval_ms),
+        retry_on_max_attempts=_pick(o.retry_on_max_attempts, defaults.retry_on_max_attempts),
     )
     handlers = {h.name: _handler_info(h, svc, bool(public), wf_retention) for h in service.handlers}
     return ServiceInfo(

@@ -8,6 +8,7 @@ same data directory).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -57,11 +58,13 @@ class RestateServer(Server):
 
     kind = "restate"
 
-    def __init__(self, base_dir: Path) -> None:
+    def __init__(
+        self, base_dir: Path, config_file: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
         self.ingress_port = free_port()
         self.admin_port = free_port()
         self.node_port = free_port()
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         env.update(
             RESTATE_INGRESS__BIND_ADDRESS=f"127.0.0.1:{self.ingress_port}",
             RESTATE_ADMIN__BIND_ADDRESS=f"127.0.0.1:{self.admin_port}",
@@ -71,6 +74,8 @@ class RestateServer(Server):
             RESTATE_LOG_DISABLE_ANSI_CODES="true",
         )
         argv = [str(restate_server_binary()), "--base-dir", str(base_dir)]
+        if config_file is not None:
+            argv += ["--config-file", str(config_file)]
         super().__init__("restate-server", argv, base_dir, env)
 
     def _is_ready(self) -> bool:
@@ -82,7 +87,9 @@ class PerdureServer(Server):
 
     kind = "perdure"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self, data_dir: Path, config_file: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
         self.ingress_port = free_port()
         self.admin_port = free_port()
         argv = [
@@ -95,15 +102,20 @@ class PerdureServer(Server):
             "--admin-address",
             f"127.0.0.1:{self.admin_port}",
         ]
-        super().__init__("perdure-server", argv, data_dir, dict(os.environ))
+        if config_file is not None:
+            argv += ["--config-file", str(config_file)]
+        super().__init__("perdure-server", argv, data_dir, {**os.environ, **(env or {})})
 
 
-def make_server(kind: str, data_dir: Path) -> Server:
-    """A not-yet-started server of the given kind ("restate" or "perdure")."""
+def make_server(
+    kind: str, data_dir: Path, config_file: Path | None = None, env: Mapping[str, str] | None = None
+) -> Server:
+    """A not-yet-started server of the given kind ("restate" or "perdure"), optionally with a
+    configuration file and extra environment variables (both servers read Restate's keys)."""
     if kind == "restate":
-        return RestateServer(data_dir)
+        return RestateServer(data_dir, config_file, env)
     if kind == "perdure":
-        return PerdureServer(data_dir)
+        return PerdureServer(data_dir, config_file, env)
     raise ValueError(f"unknown server kind {kind!r}; expected one of {SERVER_KINDS}")
 
 

@@ -9,6 +9,13 @@ from dataclasses import dataclass, field
 class H:
     name: str
     ty: str | None = None
+    inactivity_timeout_ms: int = 60000
+    abort_timeout_ms: int = 600000
+    retry_initial_interval_ms: int = 500
+    retry_exponentiation_factor: float = 2.0
+    retry_max_attempts: int = 70
+    retry_max_interval_ms: int = 60_000
+    retry_on_max_attempts: str = "PAUSE"
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from perdure.server.admin.render import (
     registration_json,
     service_json,
 )
-from perdure.server.ingress.durations import DurationError, parse_duration_ms
 from perdure.server.invoker.h2client import H2Client
 from perdure.server.registry import Registry, RegistryError, ServiceInfo
+from perdure.server.units import DurationError, parse_duration_ms
 
 ADMIN_API_MIN = 2
 ADMIN_API_MAX = 4

@@ -8,23 +8,12 @@ from typing import Any
 
 from perdure.protocol.discovery import InputRules, OutputRules
 from perdure.server.registry import Deployment, HandlerInfo, Registry, ServiceInfo
+from perdure.server.units import format_duration as humantime
 
 SERVICE_TY = {"SERVICE": "Service", "VIRTUAL_OBJECT": "VirtualObject", "WORKFLOW": "Workflow"}
 HANDLER_TY = {"EXCLUSIVE": "Exclusive", "SHARED": "Shared", "WORKFLOW": "Workflow"}
 PROTOCOL_TYPE = {"BIDI_STREAM": "BidiStream", "REQUEST_RESPONSE": "RequestResponse"}
 ON_MAX_ATTEMPTS = {"PAUSE": "Pause", "KILL": "Kill"}
-
-
-def humantime(ms: int) -> str:
-    """`1d`, `500ms`, `1m 30s`: the duration format of Restate's admin API."""
-    if ms <= 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
-        n, ms = divmod(ms, size)
-        if n:
-            parts.append(f"{n}{unit}")
-    return " ".join(parts)
 
 
 def rfc3339(ms: int) -> str:

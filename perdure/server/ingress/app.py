@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, quote, unquote_to_bytes
 import orjson
 
 from perdure.protocol.ids import IdError, InvocationId, parse_awakeable_id
-from perdure.server.ingress.durations import DurationError, parse_duration_ms
 from perdure.server.processor.commands import (
     Attach,
     CompleteAwakeable,
@@ -27,6 +26,7 @@ from perdure.server.processor.model import TIME_MS_MAX, Failure, Target
 from perdure.server.processor.schema import SERVICE_TY, handler_kind
 from perdure.server.registry import Registry
 from perdure.server.runtime import Abandoned, Runtime, Unavailable
+from perdure.server.units import DurationError, parse_duration_ms
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -133,7 +133,7 @@ class Ingress:
     ) -> None:
         if parts[0] == "restate":
             parts = parts[1:]
-        target, svc, handler, is_send = self._target(parts)
+        target, _svc, handler, is_send = self._target(parts)
         body = await self._read_body(scope, receive)
         ctype = _header(scope, b"content-type")
         problem = handler.validate_input(ctype.decode("latin-1") if ctype is not None else None, body)
@@ -163,16 +163,17 @@ class Ingress:
             if k not in SKIPPED_HEADERS
         ]
         headers.append(("x-restate-ingress-path", scope["path"]))
-        wf_retention = getattr(svc, "workflow_completion_retention_ms", None) or svc.idempotency_retention_ms
+        # Retentions are the handler's effective ones (its option, else the service's, else the default).
+        wf_retention = handler.workflow_completion_retention_ms or handler.idempotency_retention_ms
         req = InvokeRequest(
             target=target,
             input=body,
             headers=tuple(headers),
             idempotency_key=ikey.decode("latin-1") if ikey else None,
             execution_time_ms=execution_time_ms,
-            idempotency_retention_ms=svc.idempotency_retention_ms,
+            idempotency_retention_ms=handler.idempotency_retention_ms,
             workflow_retention_ms=wf_retention,
-            journal_retention_ms=svc.journal_retention_ms,
+            journal_retention_ms=handler.journal_retention_ms,
         )
         mode = "send" if is_send else "call"
         until = _disconnected(receive) if mode == "call" else None

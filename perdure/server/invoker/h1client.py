@@ -66,9 +66,9 @@ class H1Stream:
 class H1Client:
     """Keep-alive HTTP/1.1 connection pool (httpx)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         self._client = httpx.AsyncClient(
-            http1=True, http2=False, timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)
+            http1=True, http2=False, timeout=httpx.Timeout(None, connect=connect_timeout_s)
         )
 
     async def request(

@@ -54,8 +54,11 @@ class Invoker:
         parked_max: int = 10_000,
         park_idle_s: float = 0.25,
         h1_opener: Opener | None = None,
+        additional_headers: Mapping[str, str] | None = None,
     ) -> None:
         self._registry = registry
+        # Sent with every request; a deployment's own additional headers win over these.
+        self._additional_headers = {k.lower(): v for k, v in (additional_headers or {}).items()}
         self._opener = opener
         self._h1_opener = h1_opener
         self._submit = submit
@@ -186,5 +189,10 @@ class Invoker:
             request_response=dep.protocol_mode == "REQUEST_RESPONSE" or dep.http_version == "HTTP/1.1",
             http1=dep.http_version == "HTTP/1.1",
             protocol_version=version,
-            additional_headers=tuple(dep.additional_headers.items()),
+            additional_headers=tuple(
+                {
+                    **self._additional_headers,
+                    **{k.lower(): v for k, v in dep.additional_headers.items()},
+                }.items()
+            ),
         )

@@ -47,7 +47,7 @@ from perdure.server.processor.model import (
     Target,
     encode_record,
 )
-from perdure.server.processor.schema import Schema, ServiceView
+from perdure.server.processor.schema import PolicyView, Schema, ServiceView, policy_of
 from perdure.server.storage.interface import Reader, Recovery
 
 EVICTABLE = frozenset((INBOXED, SCHEDULED, SUSPENDED, COMPLETED))
@@ -282,6 +282,7 @@ class ProcessorCore:
         inv.last_attempt_deployment_id = deployment
         self._touch(inv)
         state, partial = self._eager_state(inv, svc)
+        policy = policy_of(svc, inv.target.handler)
         self._effects.append(
             StartAttempt(
                 invocation=inv.id.raw,
@@ -295,8 +296,8 @@ class ProcessorCore:
                 retry_count_since_last_stored_entry=inv.retries_since_stored_entry,
                 duration_since_last_stored_entry_ms=max(0, self._now - inv.last_stored_entry_at_ms),
                 random_seed=random_seed_of(inv.id.raw),
-                inactivity_timeout_ms=svc.inactivity_timeout_ms,
-                abort_timeout_ms=svc.abort_timeout_ms,
+                inactivity_timeout_ms=policy.inactivity_timeout_ms,
+                abort_timeout_ms=policy.abort_timeout_ms,
             )
         )
 
@@ -330,7 +331,7 @@ class ProcessorCore:
         if cmd.server:
             inv.last_attempt_server = cmd.server
         svc = self._schema.service(inv.target.service)
-        policy: ServiceView | None = svc
+        policy: PolicyView | None = None if svc is None else policy_of(svc, inv.target.handler)
         max_attempts = policy.retry_max_attempts if policy else 70
         if inv.retry_count >= max_attempts:
             if policy is not None and policy.retry_on_max_attempts == "KILL":

@@ -15,6 +15,13 @@ DEPLOYMENT_ID = "dp_1simulation000000000000000"
 class SimHandler:
     name: str
     ty: str | None = None  # "EXCLUSIVE" | "SHARED" | "WORKFLOW" | None
+    inactivity_timeout_ms: int = 60000
+    abort_timeout_ms: int = 600000
+    retry_initial_interval_ms: int = 50
+    retry_exponentiation_factor: float = 2.0
+    retry_max_attempts: int = 1_000_000
+    retry_max_interval_ms: int = 2_000
+    retry_on_max_attempts: str = "PAUSE"
 
 
 @dataclass(frozen=True, slots=True)

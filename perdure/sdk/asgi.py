@@ -13,6 +13,7 @@ from typing import Any, Literal
 from perdure.protocol.errors import ProtocolError
 from perdure.sdk.context import context_class
 from perdure.sdk.discovery import MANIFEST_CONTENT_TYPE, manifest, negotiate_manifest_version
+from perdure.sdk.identity import IdentityError, IdentityVerifier
 from perdure.sdk.machine import PROTOCOL_VERSIONS, Machine
 from perdure.sdk.service import Service, VirtualObject, Workflow, _Definition
 from perdure.sdk.session import Receive, Send, Session
@@ -29,7 +30,14 @@ _CONTENT_TYPES = {v: f"{INVOCATION_CONTENT_TYPE}{v}".encode() for v in PROTOCOL_
 class Endpoint:
     """An ASGI app hosting services. Call it as `app(scope, receive, send)`."""
 
-    def __init__(self, services: Iterable[_Definition], protocol: ProtocolMode | None = None) -> None:
+    def __init__(
+        self,
+        services: Iterable[_Definition],
+        protocol: ProtocolMode | None = None,
+        identity_keys: Iterable[str] | None = None,
+    ) -> None:
+        keys = list(identity_keys or ())
+        self._verifier = IdentityVerifier(keys) if keys else None
         self.services: dict[str, _Definition] = {}
         for s in services:
             if not isinstance(s, Service | VirtualObject | Workflow):
@@ -47,6 +55,8 @@ class Endpoint:
         if kind != "http":
             return
         parts = scope["path"].rsplit("/", 3)
+        if parts[-1] != "health" and not await self._identity_ok(scope, send):
+            return
         if len(parts) == 4 and parts[1] == "invoke":
             await self._invoke(scope, receive, send, parts[2], parts[3])
         elif parts[-1] == "discover":
@@ -55,6 +65,19 @@ class Endpoint:
             await _respond(send, 200, b'{"status":"ok"}', b"application/json")
         else:
             await _respond(send, 404, b"not found")
+
+    async def _identity_ok(self, scope: dict[str, Any], send: Send) -> bool:
+        """True if no keys are configured or the request is signed by one (else 401 sent)."""
+        if self._verifier is None:
+            return True
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            self._verifier.verify(headers, scope["path"])
+        except IdentityError as e:
+            logger.warning("refused a request to %s: %s", scope["path"], e)
+            await _respond(send, 401, f"Unauthorized: {e}".encode())
+            return False
+        return True
 
     async def _discover(self, scope: dict[str, Any], send: Send) -> None:
         version = negotiate_manifest_version(_header(scope, b"accept"))
@@ -104,12 +127,11 @@ def app(
     journal_value_codec: Any = None,
 ) -> Endpoint:
     """An ASGI application hosting `services`. `protocol` forces bidi streaming or
-    request-response; by default it follows the HTTP version of discovery."""
-    if identity_keys:
-        raise NotImplementedError("request signing (identity_keys) is not supported yet")
+    request-response; by default it follows the HTTP version of discovery. With `identity_keys`
+    (`publickeyv1_...`), only requests signed by one of those keys are served (401 otherwise)."""
     if journal_value_codec is not None:
         raise NotImplementedError("journal value codecs are not supported yet")
-    return Endpoint(services, protocol)
+    return Endpoint(services, protocol, identity_keys)
 
 
 def _protocol_version(content_type: str | None) -> int | None:

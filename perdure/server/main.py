@@ -21,6 +21,7 @@ from perdure.server.config import VERSION, Settings
 from perdure.server.ingress.app import Ingress
 from perdure.server.invoker.h1client import H1Client
 from perdure.server.invoker.h2client import H2Client
+from perdure.server.invoker.identity import RequestSigner
 from perdure.server.invoker.invoker import Invoker
 from perdure.server.processor.commands import ReplaceState
 from perdure.server.processor.core import ProcessorConfig
@@ -33,6 +34,15 @@ from perdure.server.runtime import Runtime
 from perdure.server.storage.sqlite import SqliteStorage
 
 log = logging.getLogger("perdure")
+
+
+def _signer(settings: Settings) -> RequestSigner | None:
+    path = settings.request_identity_private_key_pem_file
+    if path is None:
+        return None
+    signer = RequestSigner.from_pem_file(path, settings.request_identity_expiration_ms)
+    log.info("requests to services are signed; their public key: %s", signer.key_id)
+    return signer
 
 
 def _tls(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
@@ -84,6 +94,7 @@ async def serve(settings: Settings) -> None:
     t0 = time.monotonic()
     storage = SqliteStorage(settings.data_dir)
     await storage.open()
+    signer = _signer(settings)
     registry = await Registry.load(storage, service_defaults(settings))
     client = H2Client(connect_timeout_s=settings.connect_timeout_ms / 1000)
     h1_client = H1Client(connect_timeout_s=settings.connect_timeout_ms / 1000)
@@ -98,6 +109,7 @@ async def serve(settings: Settings) -> None:
         park_idle_s=settings.attempt_park_idle_ms / 1000,
         h1_opener=h1_client,
         additional_headers=settings.additional_request_headers,
+        signer=signer,
     )
     processor_config = ProcessorConfig(eager_state_size_max=settings.eager_state_size_max_bytes)
     runtime = Runtime(storage, lambda: Processor(storage, registry, processor_config), invoker)
@@ -129,6 +141,8 @@ async def serve(settings: Settings) -> None:
             *query_routes(query_engine),
             *state_routes(registry, replace_state),
         ],
+        server_headers=settings.additional_request_headers,
+        signer=signer,
     )
     ingress_app = protect(ingress, settings.ingress_token, ingress_body, "ingress")
     admin_app = protect(admin, settings.admin_token, admin_body, "admin API")

@@ -4,8 +4,9 @@ handlers (v2 keeps its older defaults); `/v1` is refused as Restate refuses it."
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -16,7 +17,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from perdure.protocol.ids import b62decode, is_deployment_id
-from perdure.server.admin.discovery_client import DiscoveryError, discover
+from perdure.server.admin.discovery_client import CLUSTER_HEADERS, DiscoveryError
+from perdure.server.admin.discovery_client import discover as _discover
 from perdure.server.admin.openapi import admin_openapi
 from perdure.server.admin.render import (
     deployment_detail,
@@ -26,6 +28,7 @@ from perdure.server.admin.render import (
     service_json,
 )
 from perdure.server.invoker.h2client import H2Client
+from perdure.server.invoker.identity import RequestSigner
 from perdure.server.registry import Registry, RegistryError, ServiceInfo
 from perdure.server.units import DurationError, parse_duration_ms
 
@@ -191,8 +194,12 @@ def create_admin_app(
     version: str,
     ingress_endpoint: str,
     extra_routes: Sequence[BaseRoute] = (),
+    server_headers: Mapping[str, str] = CLUSTER_HEADERS,
+    signer: RequestSigner | None = None,
 ) -> ASGIApp:
-    """The admin ASGI app over `registry`; discovery goes through `client`."""
+    """The admin ASGI app over `registry`; discovery goes through `client`, with the server's
+    headers (and signature) on every request."""
+    discover = functools.partial(_discover, server_headers=server_headers, signer=signer)
 
     async def health(_: Request) -> Response:
         return Response(status_code=200)

@@ -17,10 +17,11 @@ from perdure.protocol.discovery import (
     parse_manifest,
 )
 from perdure.server.invoker.h2client import ConnectError, H2Client, H2Error
+from perdure.server.invoker.identity import RequestSigner
 
 DISCOVER_TIMEOUT_S = 30.0
 DISCOVER_BODY_BYTES_MAX = 16 << 20
-CLUSTER_HEADERS = (("x-restate-cluster-name", "localcluster"),)
+CLUSTER_HEADERS: Mapping[str, str] = {"x-restate-cluster-name": "localcluster"}
 
 
 class DiscoveryError(Exception):
@@ -44,10 +45,16 @@ async def discover(
     *,
     use_http_11: bool = False,
     timeout_s: float = DISCOVER_TIMEOUT_S,
+    server_headers: Mapping[str, str] = CLUSTER_HEADERS,
+    signer: RequestSigner | None = None,
 ) -> tuple[Manifest, str | None]:
-    """Fetch and validate the endpoint's manifest; returns it with the SDK's `x-restate-server`."""
+    """Fetch and validate the endpoint's manifest; returns it with the SDK's `x-restate-server`.
+    `server_headers` go with every request to a service (the deployment's own win)."""
     url = uri.rstrip("/") + "/discover"
-    headers = [("accept", ACCEPT_HEADER), *CLUSTER_HEADERS, *additional_headers.items()]
+    merged = {**{k.lower(): v for k, v in server_headers.items()}, **additional_headers}
+    headers = [("accept", ACCEPT_HEADER), *merged.items()]
+    if signer is not None:
+        headers.extend(signer.headers("/discover"))  # the path under the deployment URI, as Restate
     try:
         async with asyncio.timeout(timeout_s):
             if use_http_11:

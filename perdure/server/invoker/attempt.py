@@ -18,6 +18,7 @@ from perdure.protocol.codec import MessageType as T
 from perdure.protocol.errors import ProtocolError
 from perdure.protocol.framing import FrameDecoder, encode_frame
 from perdure.server.invoker.h2client import H2Error
+from perdure.server.invoker.identity import RequestSigner
 from perdure.server.processor.commands import AttemptFailed, AttemptOpened, Command, SdkMessage
 from perdure.server.processor.effects import StartAttempt
 
@@ -51,6 +52,7 @@ class Endpoint:
     protocol_version: int
     additional_headers: tuple[tuple[str, str], ...]
     http1: bool = False
+    signer: RequestSigner | None = None  # request identity: signature headers per request path
 
 
 class AttemptFailure(Exception):
@@ -169,6 +171,9 @@ class Attempt:
             headers.append(("x-restate-service-key", key))
         headers.extend(ep.additional_headers)
         url = f"{ep.uri}invoke/{s.target.service}/{s.target.handler}"
+        if ep.signer is not None:
+            # Signed for the path under the deployment URI, as Restate signs it.
+            headers.extend(ep.signer.headers(f"/invoke/{s.target.service}/{s.target.handler}"))
         stream = await self._opener.request(url, "POST", headers)
         stream.send(start_message(s))
         for frame in self._pending:

@@ -17,6 +17,7 @@ from perdure.server.invoker.attempt import (
     Endpoint,
     Opener,
 )
+from perdure.server.invoker.identity import RequestSigner
 from perdure.server.processor.commands import AttemptFailed, Command
 from perdure.server.processor.effects import AbortAttempt, SendToAttempt, StartAttempt
 
@@ -55,7 +56,9 @@ class Invoker:
         park_idle_s: float = 0.25,
         h1_opener: Opener | None = None,
         additional_headers: Mapping[str, str] | None = None,
+        signer: RequestSigner | None = None,
     ) -> None:
+        self._signer = signer
         self._registry = registry
         # Sent with every request; a deployment's own additional headers win over these.
         self._additional_headers = {k.lower(): v for k, v in (additional_headers or {}).items()}
@@ -195,4 +198,5 @@ class Invoker:
                     **{k.lower(): v for k, v in dep.additional_headers.items()},
                 }.items()
             ),
+            signer=self._signer,
         )

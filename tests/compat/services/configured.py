@@ -75,12 +75,21 @@ async def hello(ctx: restate.Context, name: str) -> str:
     return f"hidden {name}"
 
 
+echo = restate.Service("ConfEcho")
+
+
+@echo.handler()
+async def say(ctx: restate.Context, text: str) -> str:
+    return await ctx.run("echo", lambda: f"echo {text}")
+
+
 app = restate.app([flaky, signup, tuned, hidden])
 
 
 def _signed_app() -> Any:
+    """Only requests signed by the key in IDENTITY_PUBLIC_KEY are served."""
     key = os.environ.get(IDENTITY_KEY_ENV)
-    return restate.app([flaky, signup], identity_keys=[key] if key else None)
+    return restate.app([echo], identity_keys=[key] if key else None)
 
 
 signed_app = _signed_app()

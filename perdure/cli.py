@@ -13,7 +13,6 @@ import typer
 from perdure.cli_tools import install as install_admin_commands
 from perdure.cli_tools.dev import dev
 from perdure.server.config_sources import ConfigError, config_file_from_env, dump_settings, load_settings
-from perdure.server.invoker.identity import IdentityKeyError, RequestSigner
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Perdure: durable execution, Restate-compatible."
@@ -76,6 +75,8 @@ def server(
     settings = loaded.settings
     key_file = settings.request_identity_private_key_pem_file
     if key_file is not None and not dump_config:
+        from perdure.server.invoker.identity import IdentityKeyError, RequestSigner
+
         try:
             RequestSigner.from_pem_file(key_file, settings.request_identity_expiration_ms)
         except IdentityKeyError as exc:

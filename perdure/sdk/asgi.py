@@ -8,16 +8,18 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from perdure.protocol.errors import ProtocolError
 from perdure.sdk.context import context_class
 from perdure.sdk.discovery import MANIFEST_CONTENT_TYPE, manifest, negotiate_manifest_version
-from perdure.sdk.identity import IdentityError, IdentityVerifier
 from perdure.sdk.machine import PROTOCOL_VERSIONS, Machine
 from perdure.sdk.service import Service, VirtualObject, Workflow, _Definition
 from perdure.sdk.session import Receive, Send, Session
 from perdure.sdk.version import SERVER_HEADER
+
+if TYPE_CHECKING:
+    from perdure.sdk.identity import IdentityVerifier
 
 logger = logging.getLogger("perdure.sdk")
 
@@ -37,7 +39,11 @@ class Endpoint:
         identity_keys: Iterable[str] | None = None,
     ) -> None:
         keys = list(identity_keys or ())
-        self._verifier = IdentityVerifier(keys) if keys else None
+        self._verifier: IdentityVerifier | None = None
+        if keys:  # imported only when used: it pulls in cryptography and PyJWT
+            from perdure.sdk.identity import IdentityVerifier
+
+            self._verifier = IdentityVerifier(keys)
         self.services: dict[str, _Definition] = {}
         for s in services:
             if not isinstance(s, Service | VirtualObject | Workflow):
@@ -71,6 +77,8 @@ class Endpoint:
         if self._verifier is None:
             return True
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        from perdure.sdk.identity import IdentityError
+
         try:
             self._verifier.verify(headers, scope["path"])
         except IdentityError as e:

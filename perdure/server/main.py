@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -21,7 +22,6 @@ from perdure.server.config import VERSION, Settings
 from perdure.server.ingress.app import Ingress
 from perdure.server.invoker.h1client import H1Client
 from perdure.server.invoker.h2client import H2Client
-from perdure.server.invoker.identity import RequestSigner
 from perdure.server.invoker.invoker import Invoker
 from perdure.server.processor.commands import ReplaceState
 from perdure.server.processor.core import ProcessorConfig
@@ -33,6 +33,9 @@ from perdure.server.registry import Registry, ServiceDefaults
 from perdure.server.runtime import Runtime
 from perdure.server.storage.sqlite import SqliteStorage
 
+if TYPE_CHECKING:  # signing pulls in cryptography and PyJWT; imported only when configured
+    from perdure.server.invoker.identity import RequestSigner
+
 log = logging.getLogger("perdure")
 
 
@@ -40,6 +43,8 @@ def _signer(settings: Settings) -> RequestSigner | None:
     path = settings.request_identity_private_key_pem_file
     if path is None:
         return None
+    from perdure.server.invoker.identity import RequestSigner
+
     signer = RequestSigner.from_pem_file(path, settings.request_identity_expiration_ms)
     log.info("requests to services are signed; their public key: %s", signer.key_id)
     return signer

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.applications import Starlette
@@ -28,9 +28,11 @@ from perdure.server.admin.render import (
     service_json,
 )
 from perdure.server.invoker.h2client import H2Client
-from perdure.server.invoker.identity import RequestSigner
 from perdure.server.registry import Registry, RegistryError, ServiceInfo
 from perdure.server.units import DurationError, parse_duration_ms
+
+if TYPE_CHECKING:  # signing pulls in cryptography and PyJWT; imported only when configured
+    from perdure.server.invoker.identity import RequestSigner
 
 ADMIN_API_MIN = 2
 ADMIN_API_MAX = 4

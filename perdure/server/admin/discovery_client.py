@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -17,7 +18,9 @@ from perdure.protocol.discovery import (
     parse_manifest,
 )
 from perdure.server.invoker.h2client import ConnectError, H2Client, H2Error
-from perdure.server.invoker.identity import RequestSigner
+
+if TYPE_CHECKING:  # signing pulls in cryptography and PyJWT; imported only when configured
+    from perdure.server.invoker.identity import RequestSigner
 
 DISCOVER_TIMEOUT_S = 30.0
 DISCOVER_BODY_BYTES_MAX = 16 << 20

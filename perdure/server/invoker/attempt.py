@@ -11,16 +11,18 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from perdure.protocol import messages_pb2 as pb
 from perdure.protocol.codec import MessageType as T
 from perdure.protocol.errors import ProtocolError
 from perdure.protocol.framing import FrameDecoder, encode_frame
 from perdure.server.invoker.h2client import H2Error
-from perdure.server.invoker.identity import RequestSigner
 from perdure.server.processor.commands import AttemptFailed, AttemptOpened, Command, SdkMessage
 from perdure.server.processor.effects import StartAttempt
+
+if TYPE_CHECKING:  # signing pulls in cryptography and PyJWT; imported only when configured
+    from perdure.server.invoker.identity import RequestSigner
 
 log = logging.getLogger("perdure.invoker")
 

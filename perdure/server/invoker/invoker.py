@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from perdure.server.invoker.admission import Admission
 from perdure.server.invoker.attempt import (
@@ -17,9 +17,11 @@ from perdure.server.invoker.attempt import (
     Endpoint,
     Opener,
 )
-from perdure.server.invoker.identity import RequestSigner
 from perdure.server.processor.commands import AttemptFailed, Command
 from perdure.server.processor.effects import AbortAttempt, SendToAttempt, StartAttempt
+
+if TYPE_CHECKING:  # signing pulls in cryptography and PyJWT; imported only when configured
+    from perdure.server.invoker.identity import RequestSigner
 
 log = logging.getLogger("perdure.invoker")
 

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from perdure.server.admin.app import create_admin_app
+from perdure.server.admin.journal import journal_routes
 from perdure.server.admin.query import query_routes
 from perdure.server.admin.state import state_routes
+from perdure.server.admin.ui import ui_routes
 from perdure.server.auth import admin_body, ingress_body, protect
 from perdure.server.config import VERSION, Settings
 from perdure.server.ingress.app import Ingress
@@ -136,6 +138,7 @@ async def serve(settings: Settings) -> None:
         limits=QueryLimits(time_limit_s=settings.query_time_limit_s, rows_max=settings.query_rows_max),
     )
     await query_engine.open()
+    ingress_app = protect(ingress, settings.ingress_token, ingress_body, "ingress")
     admin = create_admin_app(
         registry,
         client,
@@ -145,11 +148,12 @@ async def serve(settings: Settings) -> None:
             *invocation_routes(runtime),
             *query_routes(query_engine),
             *state_routes(registry, replace_state),
+            *journal_routes(storage.get_journal),
+            *ui_routes(ingress_app),  # the UI's invoke form keeps the ingress token check
         ],
         server_headers=settings.additional_request_headers,
         signer=signer,
     )
-    ingress_app = protect(ingress, settings.ingress_token, ingress_body, "ingress")
     admin_app = protect(admin, settings.admin_token, admin_body, "admin API")
     ingress_server = _http_server(ingress_app, ihost, iport, ingress_tls)
     admin_server = _http_server(admin_app, ahost, aport, admin_tls)

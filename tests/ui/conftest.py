@@ -1,9 +1,10 @@
 """Browser tests of the web UI: Debian's chromium driven by Playwright against a real Perdure
 with the official-SDK services of `tests.ui.services`.
 
-One server and one browser serve the whole directory. Every page records each request it
-makes; a request to any other origin than the admin API's is aborted and fails the test, as
-does any page error or console error."""
+One server and one browser serve the whole directory (package scope: Playwright's sync API
+runs an event loop in the main thread, which must be gone before the asyncio suites run).
+Every page records each request it makes; a request to any other origin than the admin
+API's is aborted and fails the test, as does any page error or console error."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, Route, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Request,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 from tests.compat.services.ledger import GATE_DIR_ENV
 from tests.support import PerdureServer, PythonService, Server, query, register
@@ -31,8 +41,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-WAIT_S = 30.0
+WAIT_S = 30.0  # generous: the machine may be loaded; nothing here measures speed
 T = TypeVar("T")
+expect.set_options(timeout=WAIT_S * 1000)
 
 
 def wait_for(what: str, fn: Callable[[], T | None], timeout_s: float = WAIT_S) -> T:
@@ -88,7 +99,7 @@ class Ui:
         (self.gates / tag).touch()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     base = tmp_path_factory.mktemp("ui")
     gates = base / "gates"
@@ -101,7 +112,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
         yield Ui(srv, gates)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does it)")
@@ -109,7 +120,7 @@ def playwright() -> Iterator[Playwright]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
     yield b
@@ -123,6 +134,13 @@ class Traffic:
     urls: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+    def expect_error_status(self, status: int) -> None:
+        """A test that provokes an error answer takes the browser's console line for it."""
+        line = f"console: Failed to load resource: the server responded with a status of {status}"
+        found = [e for e in self.errors if e.startswith(line)]
+        assert found, f"no {status} answer seen: {self.errors}"
+        self.errors.remove(found[0])
 
 
 @pytest.fixture

@@ -47,7 +47,8 @@ def main() -> None:
         retrying = _populate(srv.ingress_url)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            row = query(srv.admin_url, f"SELECT status, retry_count FROM sys_invocation WHERE id = '{retrying}'")
+            sql = f"SELECT status, retry_count FROM sys_invocation WHERE id = '{retrying}'"
+            row = query(srv.admin_url, sql)
             if row and row[0]["status"] == "backing-off" and int(row[0].get("retry_count", 0)) >= 2:
                 break
             time.sleep(0.2)

@@ -53,10 +53,18 @@ def server(
         "Attempts in flight at once.", "PERDURE_CONCURRENT_INVOCATIONS_MAX"
     ),
     log_level: str | None = _flag("debug, info, warning or error.", "PERDURE_LOG_LEVEL"),
+    store: str | None = _flag(
+        "postgresql://USER@HOST:PORT/DB to keep the durable state in PostgreSQL "
+        "(default: embedded SQLite in --data-dir).",
+        "PERDURE_STORE",
+    ),
+    store_pool_size: int | None = _flag(
+        "PostgreSQL connections for commits and metadata (8).", "PERDURE_STORE_POOL_SIZE"
+    ),
 ) -> None:
-    """Run the Perdure server (embedded SQLite store). Every setting also comes from the
-    configuration file (Restate's keys) and from RESTATE_* / PERDURE_* variables; precedence
-    flags > environment > file > defaults. `--dump-config` shows them all."""
+    """Run the Perdure server (embedded SQLite store, or PostgreSQL with --store). Every setting
+    also comes from the configuration file (Restate's keys) and from RESTATE_* / PERDURE_*
+    variables; precedence flags > environment > file > defaults. `--dump-config` shows them all."""
     flags = {
         "data_dir": None if data_dir is None else str(data_dir),
         "ingress_address": ingress_address,
@@ -66,6 +74,8 @@ def server(
         "query_rows_max": query_rows_max,
         "concurrent_invocations_max": concurrent_invocations_max,
         "log_level": log_level,
+        "store": store,
+        "store_pool_size": store_pool_size,
     }
     try:
         loaded = load_settings(config_file or config_file_from_env(os.environ), os.environ, flags)

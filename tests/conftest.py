@@ -13,6 +13,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from tests.support.fixtures import attach_log_tails, restate_server, server  # noqa: E402
+from tests.support.pg_suites import deselect_pg_items  # noqa: E402
 
 __all__ = ["restate_server", "server"]
 
@@ -24,3 +25,7 @@ def pytest_runtest_makereport(
     report = yield
     attach_log_tails(item, report)
     return report
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    deselect_pg_items(config, items)

@@ -171,6 +171,14 @@ class Settings:
     log_level: str = _opt(
         "info", CHOICE, "debug, info, warning or error.", choices=("debug", "info", "warning", "error")
     )
+    store: str = _opt(
+        "",
+        STR,
+        "postgresql://USER@HOST:PORT/DB keeps the durable state in PostgreSQL "
+        "(empty: embedded SQLite in data_dir).",
+        secret=True,  # may carry a password
+    )
+    store_pool_size: int = _opt(8, INT, "PostgreSQL connections for commits and metadata.")
 
     @property
     def ingress(self) -> tuple[str, int]:
@@ -195,6 +203,11 @@ class Settings:
             raise ValueError("default-retry-policy.max-attempts must be at least 1")
         if self.concurrent_invocations_max < 1:
             raise ValueError("worker.invoker.concurrent-invocations-limit must be at least 1")
+        if self.store_pool_size < 1:
+            raise ValueError("store_pool_size must be at least 1")
+        from perdure.server.storage.factory import check_store_url
+
+        check_store_url(self.store)
 
 
 def setting_fields() -> tuple[Any, ...]:

@@ -28,15 +28,18 @@ from perdure.server.invoker.invoker import Invoker
 from perdure.server.processor.commands import ReplaceState
 from perdure.server.processor.core import ProcessorConfig
 from perdure.server.processor.processor import Processor
-from perdure.server.query.catalog import registry_catalog
-from perdure.server.query.engine import QueryEngine, QueryLimits
+from perdure.server.query.catalog import CatalogSource, registry_catalog
+from perdure.server.query.engine import LiveAttempts, QueryEngine, QueryLimits
 from perdure.server.query.live import live_attempts_of
 from perdure.server.registry import Registry, ServiceDefaults
 from perdure.server.runtime import Runtime
+from perdure.server.storage.factory import describe_store, make_storage
 from perdure.server.storage.sqlite import SqliteStorage
 
 if TYPE_CHECKING:  # signing pulls in cryptography and PyJWT; imported only when configured
     from perdure.server.invoker.identity import RequestSigner
+    from perdure.server.query.pg_engine import PgQueryEngine  # PostgreSQL drivers: only with --store
+    from perdure.server.storage.postgres import PostgresStorage
 
 log = logging.getLogger("perdure")
 
@@ -97,9 +100,24 @@ def _http_server(app: object, host: str, port: int, tls: tuple[Path, Path] | Non
     return _QuietServer(config)
 
 
+def make_query_engine(
+    storage: SqliteStorage | PostgresStorage,
+    *,
+    live_attempts: LiveAttempts,
+    catalog: CatalogSource,
+    limits: QueryLimits,
+) -> QueryEngine | PgQueryEngine:
+    """Introspection over the store the server runs on."""
+    if isinstance(storage, SqliteStorage):
+        return QueryEngine(storage.path, live_attempts=live_attempts, catalog=catalog, limits=limits)
+    from perdure.server.query.pg_engine import PgQueryEngine
+
+    return PgQueryEngine(storage.dsn, live_attempts=live_attempts, catalog=catalog, limits=limits)
+
+
 async def serve(settings: Settings) -> None:
     t0 = time.monotonic()
-    storage = SqliteStorage(settings.data_dir)
+    storage = make_storage(settings)
     await storage.open()
     signer = _signer(settings)
     registry = await Registry.load(storage, service_defaults(settings))
@@ -131,8 +149,8 @@ async def serve(settings: Settings) -> None:
     async def replace_state(service: str, key: str, state: dict[bytes, bytes]) -> None:
         await runtime.call(lambda token: ReplaceState(service, key, tuple(state.items()), token))
 
-    query_engine = QueryEngine(
-        storage.path,
+    query_engine = make_query_engine(
+        storage,
         live_attempts=live_attempts_of(runtime),
         catalog=registry_catalog(registry),
         limits=QueryLimits(time_limit_s=settings.query_time_limit_s, rows_max=settings.query_rows_max),
@@ -179,7 +197,7 @@ async def serve(settings: Settings) -> None:
             while not (ingress_server.started and admin_server.started):
                 await asyncio.sleep(0.005)
             log.info(
-                "perdure listening: ingress %s://%s:%d, admin %s://%s:%d, data %s (ready in %.0f ms,"
+                "perdure listening: ingress %s://%s:%d, admin %s://%s:%d, %s (ready in %.0f ms,"
                 " recovery %.0f ms)",
                 "https" if ingress_tls else "http",
                 ihost,
@@ -187,7 +205,7 @@ async def serve(settings: Settings) -> None:
                 "https" if admin_tls else "http",
                 ahost,
                 aport,
-                settings.data_dir,
+                describe_store(settings),
                 (time.monotonic() - t0) * 1000,
                 recovered_ms,
             )

@@ -15,9 +15,10 @@ import httpx
 
 from tests.support.paths import perdure_executable, restate_server_binary
 from tests.support.ports import free_port, port_accepts
+from tests.support.postgres import postgres_available, shared_cluster
 from tests.support.process import ManagedProcess
 
-SERVER_KINDS = ("restate", "perdure")
+SERVER_KINDS = ("restate", "perdure", "perdure-pg")  # perdure-pg: Perdure on PostgreSQL
 SERVERS_ENV = "PERDURE_TEST_SERVERS"
 
 
@@ -88,8 +89,13 @@ class PerdureServer(Server):
     kind = "perdure"
 
     def __init__(
-        self, data_dir: Path, config_file: Path | None = None, env: Mapping[str, str] | None = None
+        self,
+        data_dir: Path,
+        config_file: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        store: str = "",
     ) -> None:
+        self.store = store
         self.ingress_port = free_port()
         self.admin_port = free_port()
         argv = [
@@ -104,24 +110,34 @@ class PerdureServer(Server):
         ]
         if config_file is not None:
             argv += ["--config-file", str(config_file)]
+        if store:
+            argv += ["--store", store]
         super().__init__("perdure-server", argv, data_dir, {**os.environ, **(env or {})})
 
 
 def make_server(
     kind: str, data_dir: Path, config_file: Path | None = None, env: Mapping[str, str] | None = None
 ) -> Server:
-    """A not-yet-started server of the given kind ("restate" or "perdure"), optionally with a
+    """A not-yet-started server of the given kind: "restate", "perdure" (SQLite) or "perdure-pg"
+    (Perdure on a fresh database of the session's PostgreSQL cluster), optionally with a
     configuration file and extra environment variables (both servers read Restate's keys)."""
     if kind == "restate":
         return RestateServer(data_dir, config_file, env)
     if kind == "perdure":
         return PerdureServer(data_dir, config_file, env)
+    if kind == "perdure-pg":
+        srv = PerdureServer(data_dir, config_file, env, store=shared_cluster().create_database())
+        srv.kind = "perdure-pg"
+        return srv
     raise ValueError(f"unknown server kind {kind!r}; expected one of {SERVER_KINDS}")
 
 
 def selected_servers() -> list[str]:
-    """Server kinds to test against: PERDURE_TEST_SERVERS=restate,perdure (default both)."""
-    raw = os.environ.get(SERVERS_ENV, ",".join(SERVER_KINDS))
+    """Server kinds to test against: PERDURE_TEST_SERVERS=restate,perdure,perdure-pg (default: all
+    three, perdure-pg only where PostgreSQL 15 is installed; see tests/support/pg_suites.py for
+    which suites run on it by default)."""
+    default = [k for k in SERVER_KINDS if k != "perdure-pg" or postgres_available()]
+    raw = os.environ.get(SERVERS_ENV, ",".join(default))
     kinds = [k.strip() for k in raw.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in SERVER_KINDS]
     if unknown:

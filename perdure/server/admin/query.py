@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from perdure.server.query.encode import ARROW_CONTENT_TYPE, to_arrow, to_json
-from perdure.server.query.engine import QueryEngine, QueryError
+from perdure.server.query.engine import QueryError, SqlEngine
 
 QUERY_BODY_MAX_BYTES = 1024 * 1024
 
@@ -47,7 +47,7 @@ def _parse(body: bytes) -> str | Response:
     return query
 
 
-def query_routes(engine: QueryEngine) -> list[BaseRoute]:
+def query_routes(engine: SqlEngine) -> list[BaseRoute]:
     async def run_query(request: Request) -> Response:
         parsed = _parse(await request.body())
         if isinstance(parsed, Response):

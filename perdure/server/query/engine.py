@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from perdure.server.query import functions
 from perdure.server.query.catalog import Catalog, CatalogSource, empty_catalog
@@ -37,6 +37,14 @@ PROGRESS_STEPS = 10_000  # SQLite VM steps between two time-limit checks
 _ALLOWED = frozenset(
     (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE)
 )
+
+
+class SqlEngine(Protocol):
+    """What `/query` needs of an engine (SQLite's here, PostgreSQL's in pg_engine)."""
+
+    limits: QueryLimits
+
+    async def execute(self, sql: str) -> QueryResult: ...
 
 
 class QueryError(Exception):

@@ -1,0 +1,38 @@
+"""Which store a server runs on: embedded SQLite in the data directory (the
+default) or PostgreSQL (`--store postgresql://USER@HOST:PORT/DB`)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from perdure.server.config import Settings
+from perdure.server.storage.postgres import PostgresStorage, is_postgres_url
+from perdure.server.storage.sqlite import SqliteStorage
+
+
+def check_store_url(store: str) -> None:
+    """ValueError with a clear message when `store` is neither empty nor a PostgreSQL URL."""
+    if not store:
+        return
+    if not is_postgres_url(store):
+        raise ValueError(f"--store must be a postgresql://USER@HOST:PORT/DB URL, got '{store}'")
+    parts = urlsplit(store)
+    if not parts.hostname and "host=" not in (parts.query or ""):
+        raise ValueError(f"--store needs a host: postgresql://USER@HOST:PORT/DB, got '{store}'")
+    if not parts.path.strip("/"):
+        raise ValueError(f"--store needs a database name: postgresql://USER@HOST:PORT/DB, got '{store}'")
+
+
+def make_storage(settings: Settings) -> SqliteStorage | PostgresStorage:
+    check_store_url(settings.store)
+    if settings.store:
+        return PostgresStorage(settings.store, pool_size=settings.store_pool_size)
+    return SqliteStorage(settings.data_dir)
+
+
+def describe_store(settings: Settings) -> str:
+    """Where the data lives, for the start-up log line (no password)."""
+    if not settings.store:
+        return f"data {settings.data_dir}"
+    parts = urlsplit(settings.store)
+    return f"store postgresql://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"

@@ -1,0 +1,99 @@
+"""A processor `WriteBatch` as the array arguments of `perdure_commit` (the
+PostgreSQL write door, migrations/0002_commit.sql): one statement per batch.
+
+Keyed operations keep their order (parallel arrays, applied by index); their
+partition comes from the key's partition key, computed here because the hash
+(blake2b) is not one PostgreSQL has."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from perdure.protocol.ids import partition_key_of
+from perdure.server.processor.batch import Op, WriteBatch
+
+COMMIT_SQL = (
+    "SELECT perdure_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
+    "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
+)
+_U64_SIGN = 1 << 63
+
+
+def signed_pk(key: str) -> int:
+    """The key's 64-bit partition key as PostgreSQL's signed bigint."""
+    pk = partition_key_of(key)
+    return pk - (1 << 64) if pk >= _U64_SIGN else pk
+
+
+_Columns = tuple[bytes | None, bytes | None, int | None, str | None]  # op_a, op_b, op_seq, op_name
+_NONE: _Columns = (None, None, None, None)
+_COLUMNS: dict[Op, Callable[[tuple[Any, ...]], _Columns]] = {
+    Op.STATE_SET: lambda x: (x[2], x[3], None, None),
+    Op.STATE_DELETE: lambda x: (x[2], None, None, None),
+    Op.STATE_CLEAR: lambda x: _NONE,
+    Op.LOCK_SET: lambda x: (x[2], None, None, None),
+    Op.LOCK_DELETE: lambda x: _NONE,
+    Op.INBOX_ADD: lambda x: (x[3], None, x[2], None),
+    Op.INBOX_DELETE: lambda x: (None, None, x[2], None),
+    Op.PROMISE_PUT: lambda x: (x[3], None, None, x[2]),
+    Op.PROMISE_CLEAR: lambda x: _NONE,
+}
+
+
+def commit_args(b: WriteBatch) -> tuple[Any, ...]:
+    """The batch's arguments after (owner, epochs, seq, bits)."""
+    inv_ids = list(b.invocations)
+    inv_recs = list(b.invocations.values())
+    j = b.journal
+    td = b.timers_delete
+    ta = b.timers_add
+    kinds: list[int] = []
+    services: list[str] = []
+    keys: list[str] = []
+    pks: list[int] = []
+    a: list[bytes | None] = []
+    bv: list[bytes | None] = []
+    seqs: list[int | None] = []
+    names: list[str | None] = []
+    pk_of: dict[str, int] = {}
+    for kind, args in b.ops:
+        key = args[1]
+        pk = pk_of.get(key)
+        if pk is None:
+            pk = pk_of[key] = signed_pk(key)
+        kinds.append(int(kind))
+        services.append(args[0])
+        keys.append(key)
+        pks.append(pk)
+        col_a, col_b, seq, name = _COLUMNS[kind](args)
+        a.append(col_a)
+        bv.append(col_b)
+        seqs.append(seq)
+        names.append(name)
+    return (
+        inv_ids,
+        inv_recs,
+        list(b.journal_delete),
+        [e[0] for e in j],
+        [e[1] for e in j],
+        [e[2] for e in j],
+        [e[3] for e in j],
+        [e[4] for e in j],
+        [t.wake_at_ms for t in td],
+        [t.invocation for t in td],
+        [t.kind for t in td],
+        [t.arg for t in td],
+        [t.wake_at_ms for t in ta],
+        [t.invocation for t in ta],
+        [t.kind for t in ta],
+        [t.arg for t in ta],
+        kinds,
+        services,
+        keys,
+        pks,
+        a,
+        bv,
+        seqs,
+        names,
+    )

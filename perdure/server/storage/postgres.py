@@ -1,0 +1,240 @@
+"""PostgreSQL backend: the same interface as SQLite, over a database that may be
+shared by several nodes later (scale-out). PostgreSQL is the only source of truth.
+
+Writes: every `commit_batch` is ONE statement, `SELECT perdure_commit(...)`, on
+an asyncpg pool in autocommit mode, so one round trip and one transaction per
+batch. With PostgreSQL's default `synchronous_commit=on` the WAL is flushed
+before the statement returns: the batch is durable when the call returns.
+The transaction first writes the lease row of every partition it touches,
+conditionally on this node's owner name and epoch (the fence); a lost lease
+fails the whole batch and nothing of it is acknowledged.
+
+Reads the processor makes while applying commands are synchronous (the
+interface says so: they are rare, on cache misses) and go over one psycopg
+connection; they block the event loop for one loopback round trip.
+
+Single node: at open the node takes every partition's lease (epoch + 1, no
+expiry), which also fences any older process still writing to this database."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+import psycopg
+
+from perdure.protocol.ids import partition_key_of
+from perdure.server.processor.batch import WriteBatch
+from perdure.server.processor.commands import Timer
+from perdure.server.processor.model import INVOKED, PAUSED, Entry, Invocation, decode_record
+from perdure.server.storage.interface import StorageError
+from perdure.server.storage.pg_batch import COMMIT_SQL, commit_args
+from perdure.server.storage.pg_schema import migrate
+
+log = logging.getLogger("perdure.storage.postgres")
+
+FENCED_SQLSTATE = "PF001"
+POOL_SIZE_DEFAULT = 8
+
+
+class FencedError(StorageError):
+    """Another node holds the lease of a partition this batch writes: nothing of it was committed."""
+
+
+def is_postgres_url(store: str) -> bool:
+    return store.startswith(("postgresql://", "postgres://"))
+
+
+def default_node_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class PostgresStorage:
+    """The PostgreSQL store (`perdure server --store postgresql://...`)."""
+
+    def __init__(self, dsn: str, *, pool_size: int = POOL_SIZE_DEFAULT, node_name: str | None = None) -> None:
+        if pool_size < 1:
+            raise ValueError("the store's pool size must be at least 1")
+        self.dsn = dsn
+        self.node_name = node_name or default_node_name()
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._reader: psycopg.Connection[tuple[Any, ...]] | None = None
+        self.partitions = 0
+        self._bits = 0
+        self._epochs: list[int] = []
+        self._seq = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                migrate(conn)
+                row = conn.execute("SELECT value FROM cluster_meta WHERE key = 'partitions'").fetchone()
+                assert row is not None, "cluster_meta has no partition count"
+                self.partitions = int(row[0])
+                self._bits = self.partitions.bit_length() - 1
+                assert 1 << self._bits == self.partitions, "the partition count is a power of two"
+                self._take_all_leases(conn)
+            self._reader = self._connect_reader()
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self._pool_size, command_timeout=None
+            )
+        except (psycopg.Error, asyncpg.PostgresError, OSError) as exc:
+            raise StorageError(f"postgresql: {exc}") from exc
+
+    def _take_all_leases(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        """Single node: this node owns every partition (a new epoch for each)."""
+        rows = conn.execute(
+            "UPDATE partition_lease SET owner = %s, owner_addr = NULL, epoch = epoch + 1, "
+            "expires_at = 'infinity', last_batch = 0 RETURNING partition, epoch",
+            (self.node_name,),
+        ).fetchall()
+        epochs = [0] * self.partitions
+        for partition, epoch in rows:
+            epochs[int(partition)] = int(epoch)
+        assert len(rows) == self.partitions and all(epochs), "every partition has a lease row"
+        self._epochs = epochs
+        self._seq = 0
+        log.info("node %s owns all %d partitions", self.node_name, self.partitions)
+
+    def _connect_reader(self) -> psycopg.Connection[tuple[Any, ...]]:
+        return psycopg.connect(self.dsn, autocommit=True)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    # ------------------------------------------------------------------ writes
+
+    def _p(self) -> asyncpg.Pool[asyncpg.Record]:
+        assert self._pool is not None, "the store is not open"
+        return self._pool
+
+    async def commit_batch(self, batch: WriteBatch) -> None:
+        self._seq += 1
+        args = commit_args(batch)
+        try:
+            await self._p().execute(COMMIT_SQL, self.node_name, self._epochs, self._seq, self._bits, *args)
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) == FENCED_SQLSTATE:
+                raise FencedError(f"postgresql: {exc}") from exc
+            raise StorageError(f"postgresql: {exc}") from exc
+        except (OSError, asyncpg.InterfaceError) as exc:
+            # The outcome may be unknown (connection lost during COMMIT): the runtime
+            # rebuilds the processor from what the database holds, acknowledging nothing.
+            raise StorageError(f"postgresql connection: {exc}") from exc
+
+    async def get_meta(self, key: str) -> bytes | None:
+        try:
+            value = await self._p().fetchval("SELECT value FROM meta WHERE key = $1", key)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"postgresql: {exc}") from exc
+        return None if value is None else bytes(value)
+
+    async def put_meta(self, key: str, value: bytes) -> None:
+        try:
+            await self._p().execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                key,
+                value,
+            )
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"postgresql: {exc}") from exc
+
+    # ------------------------------------------------------------------ reads
+
+    def _id_part(self, raw_id: bytes) -> int:
+        return int.from_bytes(raw_id[:2], "big") >> (16 - self._bits)
+
+    def _key_part(self, key: str) -> int:
+        return partition_key_of(key) >> (64 - self._bits)
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if self._reader is None or self._reader.closed:
+            try:
+                self._reader = self._connect_reader()
+            except psycopg.Error as exc:
+                raise StorageError(f"postgresql: {exc}") from exc
+        try:
+            return self._reader.execute(sql, params).fetchall()
+        except psycopg.Error as exc:
+            if self._reader.broken:
+                self._reader.close()
+            raise StorageError(f"postgresql: {exc}") from exc
+
+    def get_invocation(self, raw_id: bytes) -> Invocation | None:
+        rows = self._rows(
+            "SELECT record FROM invocation WHERE partition = %s AND id = %s", (self._id_part(raw_id), raw_id)
+        )
+        return decode_record(raw_id, rows[0][0]) if rows else None
+
+    def get_journal(self, raw_id: bytes) -> list[Entry]:
+        rows = self._rows(
+            "SELECT type, body, appended_at FROM journal WHERE partition = %s AND id = %s ORDER BY idx",
+            (self._id_part(raw_id), raw_id),
+        )
+        return [Entry(t, bytes(b), a) for t, b, a in rows]
+
+    def get_state(self, service: str, key: str) -> dict[bytes, bytes]:
+        rows = self._rows(
+            "SELECT skey, value FROM state WHERE partition = %s AND service = %s AND key = %s",
+            (self._key_part(key), service, key),
+        )
+        return {bytes(k): bytes(v) for k, v in rows}
+
+    def get_promise(self, service: str, key: str, name: str) -> bytes | None:
+        rows = self._rows(
+            "SELECT record FROM promise WHERE partition = %s AND service = %s AND key = %s AND name = %s",
+            (self._key_part(key), service, key, name),
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    def expired(self, now_ms: int, limit: int) -> list[bytes]:
+        rows = self._rows(
+            "SELECT id FROM invocation WHERE expires_at IS NOT NULL AND expires_at <= %s LIMIT %s",
+            (now_ms, limit),
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def load_running(self) -> list[Invocation]:
+        running = self._rows("SELECT id, record FROM invocation WHERE status IN (%s, %s)", (INVOKED, PAUSED))
+        journals: dict[bytes, list[Entry]] = defaultdict(list)
+        for raw, ty, body, at in self._rows(
+            "SELECT j.id, j.type, j.body, j.appended_at FROM invocation i "
+            "JOIN journal j ON j.partition = i.partition AND j.id = i.id "
+            "WHERE i.status IN (%s, %s) ORDER BY j.partition, j.id, j.idx",
+            (INVOKED, PAUSED),
+        ):
+            journals[bytes(raw)].append(Entry(ty, bytes(body), at))
+        out = []
+        for raw, rec in running:
+            inv = decode_record(bytes(raw), rec)
+            inv.journal = journals.get(bytes(raw), [])
+            out.append(inv)
+        return out
+
+    def load_locks(self) -> dict[tuple[str, str], bytes]:
+        return {(s, k): bytes(i) for s, k, i in self._rows("SELECT service, key, id FROM lock")}
+
+    def load_inbox(self) -> dict[tuple[str, str], list[tuple[int, bytes]]]:
+        out: dict[tuple[str, str], list[tuple[int, bytes]]] = defaultdict(list)
+        for s, k, seq, i in self._rows("SELECT service, key, seq, id FROM inbox ORDER BY service, key, seq"):
+            out[(s, k)].append((seq, bytes(i)))
+        return dict(out)
+
+    def load_timers(self, limit: int) -> list[Timer]:
+        rows = self._rows(
+            "SELECT wake_at, id, kind, arg FROM timer ORDER BY wake_at, id, kind, arg LIMIT %s", (limit,)
+        )
+        return [Timer(w, bytes(i), k, a) for w, i, k, a in rows]

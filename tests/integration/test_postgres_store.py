@@ -1,0 +1,210 @@
+"""The PostgreSQL store against the memory store the simulation trusts: the batches a seeded
+simulation commits (every kind of write the processor makes: records, journals, timers, state,
+locks, inboxes, promises, purges) are replayed onto a fresh PostgreSQL database and onto SQLite,
+and every read of the storage interface must answer the same on all three. Plus: the schema is
+built from empty by its numbered migrations, re-opening applies nothing twice, a stale node's
+commit is fenced off and changes nothing, and bad store URLs are refused clearly."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from perdure.server.config import Settings
+from perdure.server.processor.batch import Op, WriteBatch
+from perdure.server.storage.factory import check_store_url, make_storage
+from perdure.server.storage.memory import MemoryStorage
+from perdure.server.storage.pg_schema import migrations
+from perdure.server.storage.postgres import FencedError, PostgresStorage
+from perdure.server.storage.sqlite import SqliteStorage
+from perdure.testing.simulation.world import World
+from tests.support.postgres import PostgresCluster, postgres_available, shared_cluster
+
+pytestmark = pytest.mark.skipif(not postgres_available(), reason="PostgreSQL 15 is not installed")
+
+SEEDS = (3, 11, 29)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> PostgresCluster:
+    return shared_cluster()
+
+
+CHECK_EVERY = 4  # compare the stores after every 4th batch (and at the end)
+
+
+def simulated_batches(seed: int) -> tuple[World, list[WriteBatch], dict[int, MemoryStorage]]:
+    """Run one simulation seed: its world, every batch its memory store committed, and copies of
+    that store after every CHECK_EVERY-th batch (keyed by the number of batches committed)."""
+    world = World(seed)
+    committed: list[WriteBatch] = []
+    copies: dict[int, MemoryStorage] = {}
+    commit = world.storage.commit_sync
+
+    def recording(batch: WriteBatch) -> None:
+        commit(batch)  # raises on an injected fault: then the batch did not commit
+        committed.append(batch)
+        if len(committed) % CHECK_EVERY == 0:
+            copies[len(committed)] = world.storage.snapshot()
+
+    world.storage.commit_sync = recording  # type: ignore[method-assign]
+    world.run()
+    copies[len(committed)] = world.storage.snapshot()
+    return world, committed, copies
+
+
+def snapshot(store: Any, mem: MemoryStorage) -> dict[str, Any]:
+    """Everything the storage interface can read, over the keys the memory store knows."""
+    ids = sorted(set(mem.invocations) | set(mem.journal))
+    keys = sorted(set(mem.state) | {(s, k) for s, k, _ in mem.promises})
+    return {
+        "invocations": {raw: _record(store.get_invocation(raw)) for raw in ids},
+        "journals": {raw: store.get_journal(raw) for raw in ids},
+        "state": {sk: store.get_state(*sk) for sk in keys},
+        "promises": {pk: store.get_promise(*pk) for pk in sorted(mem.promises)},
+        "running": sorted((_record(i), i.journal) for i in store.load_running()),
+        "locks": store.load_locks(),
+        "inbox": store.load_inbox(),
+        "timers": store.load_timers(1_000_000),
+        "expired": sorted(store.expired(2**62, 1_000_000)),
+    }
+
+
+def _record(inv: Any) -> Any:
+    return None if inv is None else (str(inv.id), inv.status, inv.target, inv.created_at_ms)
+
+
+async def _replay(store: Any, batches: list[WriteBatch]) -> None:
+    await store.open()
+    for b in batches:
+        await store.commit_batch(b)
+
+
+async def _replay_checked(store: Any, batches: list[WriteBatch], copies: dict[int, MemoryStorage]) -> int:
+    """Replay, comparing every read with the memory store's copy at the same point."""
+    await store.open()
+    checks = 0
+    for n, b in enumerate(batches, 1):
+        await store.commit_batch(b)
+        mem = copies.get(n)
+        if mem is not None:
+            assert snapshot(store, mem) == snapshot(mem, mem), f"after batch {n}"
+            checks += 1
+    return checks
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_postgres_and_sqlite_read_back_what_the_memory_store_holds(
+    seed: int, cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    _, batches, copies = simulated_batches(seed)
+    assert batches and any(b.ops for b in batches) and any(b.timers_delete for b in batches)
+    assert any(mem.locks or mem.inbox for mem in copies.values())
+    pg = PostgresStorage(cluster.create_database("store"), pool_size=2)
+    lite = SqliteStorage(tmp_path / "lite")
+
+    async def go() -> tuple[int, int]:
+        try:
+            return await _replay_checked(pg, batches, copies), await _replay_checked(lite, batches, copies)
+        finally:
+            await pg.close()
+            await lite.close()
+
+    assert asyncio.run(go()) == (len(copies), len(copies))
+
+
+def test_ordered_keyed_operations_end_as_the_last_one_left_them(cluster: PostgresCluster) -> None:
+    b = WriteBatch()
+    b.op(Op.STATE_SET, "Counter", "a", b"n", b"1")
+    b.op(Op.STATE_CLEAR, "Counter", "a")
+    b.op(Op.STATE_SET, "Counter", "a", b"n", b"2")
+    b.op(Op.LOCK_SET, "Counter", "a", b"i" * 24)
+    b.op(Op.LOCK_DELETE, "Counter", "a")
+    b.op(Op.INBOX_ADD, "Counter", "a", 1, b"j" * 24)
+    b.op(Op.INBOX_DELETE, "Counter", "a", 1)
+    b.op(Op.INBOX_ADD, "Counter", "a", 2, b"k" * 24)
+    b.op(Op.PROMISE_PUT, "Flow", "w", "p", b'{"o":null}')
+    b.op(Op.PROMISE_CLEAR, "Flow", "w")
+    b.op(Op.PROMISE_PUT, "Flow", "w", "q", b"{}")
+    store = PostgresStorage(cluster.create_database("ops"), pool_size=1)
+
+    async def go() -> None:
+        await _replay(store, [b])
+        try:
+            assert store.get_state("Counter", "a") == {b"n": b"2"}
+            assert store.load_locks() == {}
+            assert store.load_inbox() == {("Counter", "a"): [(2, b"k" * 24)]}
+            assert store.get_promise("Flow", "w", "p") is None
+            assert store.get_promise("Flow", "w", "q") == b"{}"
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def test_schema_is_built_from_empty_by_numbered_migrations_and_reopening_applies_none_again(
+    cluster: PostgresCluster,
+) -> None:
+    dsn = cluster.create_database("migrate")
+
+    async def open_close() -> None:
+        store = PostgresStorage(dsn, pool_size=1)
+        await store.open()
+        await store.close()
+
+    asyncio.run(open_close())
+    asyncio.run(open_close())
+    with psycopg.connect(dsn) as conn:
+        applied = conn.execute("SELECT version, name FROM schema_migration ORDER BY version").fetchall()
+        leases = conn.execute("SELECT count(*), min(epoch), max(epoch) FROM partition_lease").fetchone()
+    assert applied == [(m.version, m.name) for m in migrations()]
+    assert leases == (64, 2, 2)  # two opens: each took every partition with a new epoch
+
+
+def test_a_stale_node_is_fenced_off_and_its_batch_changes_nothing(cluster: PostgresCluster) -> None:
+    dsn = cluster.create_database("fence")
+    raw = bytes(range(24))
+
+    def batch(value: bytes) -> WriteBatch:
+        b = WriteBatch()
+        b.op(Op.STATE_SET, "Counter", "k", b"v", value)
+        b.journal.append((raw, 0, 1024, value, 1))
+        return b
+
+    async def go() -> None:
+        old = PostgresStorage(dsn, pool_size=1, node_name="old")
+        new = PostgresStorage(dsn, pool_size=1, node_name="new")
+        try:
+            await old.open()
+            await old.commit_batch(batch(b"old-1"))
+            await new.open()  # takes every partition: a new epoch
+            with pytest.raises(FencedError):
+                await old.commit_batch(batch(b"old-2"))
+            assert new.get_state("Counter", "k") == {b"v": b"old-1"}
+            assert [e.body for e in new.get_journal(raw)] == [b"old-1"]
+        finally:
+            await old.close()
+            await new.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("mysql://u@h/db", "must be a postgresql://"),
+        ("postgresql://u@h:5432", "needs a database name"),
+        ("postgresql:///db", "needs a host"),
+    ],
+)
+def test_bad_store_urls_are_refused_with_a_clear_message(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_store_url(url)
+
+
+def test_sqlite_stays_the_default(tmp_path: Path) -> None:
+    assert isinstance(make_storage(Settings(data_dir=tmp_path)), SqliteStorage)

@@ -1,0 +1,34 @@
+"""Which suites run on Perdure over PostgreSQL (`perdure-pg`) by default.
+
+Every suite parametrized over `selected_servers()` can run on perdure-pg; running all of them
+there as well would add minutes to CI, so by default only a representative set does (the core
+scenarios, virtual objects and state, introspection and the CLI's queries) and the others run
+on perdure-pg with PERDURE_PG_SUITES=all. The store itself is tested on PostgreSQL in full by
+tests/integration/test_postgres_store.py."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+PG_KIND = "perdure-pg"
+PG_SUITES_ENV = "PERDURE_PG_SUITES"
+DEFAULT_PG_MODULES = frozenset({"test_core.py"})
+
+
+def _on_pg(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and PG_KIND in callspec.params.values()
+
+
+def deselect_pg_items(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop perdure-pg items outside the default modules unless PERDURE_PG_SUITES=all."""
+    if os.environ.get(PG_SUITES_ENV, "") == "all":
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if _on_pg(item) and item.path.name not in DEFAULT_PG_MODULES else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

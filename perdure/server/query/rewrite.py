@@ -1,6 +1,6 @@
 """DataFusion SQL (what Restate runs, and what the `restate` CLI sends) to
-SQLite: the few spellings that differ, rewritten token by token so string
-literals, quoted identifiers and comments are never touched.
+SQLite (and, by `to_postgres`, to PostgreSQL): the few spellings that differ,
+rewritten token by token so string literals, quoted identifiers and comments are never touched.
 
 - `index` is reserved in SQLite but a column of `sys_journal`: a bare `index`
   becomes the quoted identifier `"index"`.
@@ -137,9 +137,23 @@ def _alias_subqueries(tokens: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def to_sqlite(sql: str) -> str:
+def _rewrite(sql: str, words: dict[str, str]) -> str:
     tokens = _alias_subqueries(_tokens(sql))
     parts = []
     for kind, text in tokens:
-        parts.append(_WORDS.get(text.lower(), text) if kind == "word" else text)
+        parts.append(words.get(text.lower(), text) if kind == "word" else text)
     return "".join(parts)
+
+
+def to_sqlite(sql: str) -> str:
+    return _rewrite(sql, _WORDS)
+
+
+# PostgreSQL has ILIKE and a non-reserved `index`; its own information_schema is
+# PostgreSQL's, so Restate's (temp tables of the query session) is `pg_temp`.
+_PG_WORDS = {"information_schema": "pg_temp"}
+
+
+def to_postgres(sql: str) -> str:
+    """DataFusion SQL to PostgreSQL (the same token rewrite, PostgreSQL's spellings)."""
+    return _rewrite(sql, _PG_WORDS)

@@ -3,11 +3,18 @@ default) or PostgreSQL (`--store postgresql://USER@HOST:PORT/DB`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from perdure.server.config import Settings
-from perdure.server.storage.postgres import PostgresStorage, is_postgres_url
 from perdure.server.storage.sqlite import SqliteStorage
+
+if TYPE_CHECKING:
+    from perdure.server.storage.postgres import PostgresStorage
+
+
+def is_postgres_url(store: str) -> bool:
+    return store.startswith(("postgresql://", "postgres://"))
 
 
 def check_store_url(store: str) -> None:
@@ -26,6 +33,9 @@ def check_store_url(store: str) -> None:
 def make_storage(settings: Settings) -> SqliteStorage | PostgresStorage:
     check_store_url(settings.store)
     if settings.store:
+        # Imported here: the PostgreSQL drivers cost a SQLite server ~0.3 s of start-up.
+        from perdure.server.storage.postgres import PostgresStorage
+
         return PostgresStorage(settings.store, pool_size=settings.store_pool_size)
     return SqliteStorage(settings.data_dir)
 

@@ -45,10 +45,6 @@ class FencedError(StorageError):
     """Another node holds the lease of a partition this batch writes: nothing of it was committed."""
 
 
-def is_postgres_url(store: str) -> bool:
-    return store.startswith(("postgresql://", "postgres://"))
-
-
 def default_node_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 

@@ -21,9 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
+from bench.pgstat import DbProbe
 from bench.procstat import tree_cpu_s, tree_peak_rss_bytes
 from tests.support import PythonService, make_server, register
 from tests.support.paths import REPO_ROOT, restate_installed
+from tests.support.postgres import shared_cluster
 from tests.support.process import ProcessFailedToStart
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -46,6 +48,9 @@ class RoundResult:
     server_cpu_ms_per_inv: float
     sdk_cpu_ms_per_inv: float
     server_peak_rss_mib: float
+    db_cpu_ms_per_inv: float = 0.0  # perdure-pg: PostgreSQL's processes
+    db_commits_per_inv: float = 0.0
+    db_wal_bytes_per_inv: float = 0.0
 
 
 def _read_line(stream: IO[str], what: str) -> str:
@@ -55,7 +60,9 @@ def _read_line(stream: IO[str], what: str) -> str:
     return line.strip()
 
 
-def _drive_load(ingress_port: int, args: argparse.Namespace, server_pid: int, sdk_pid: int) -> RoundResult:
+def _drive_load(
+    ingress_port: int, args: argparse.Namespace, server_pid: int, sdk_pid: int, db: DbProbe | None = None
+) -> RoundResult:
     argv = [sys.executable, "-m", "bench.load", "--port", str(ingress_port), "--n", str(args.n)]
     argv += ["--concurrency", str(args.concurrency), "--warmup", str(args.warmup)]
     with subprocess.Popen(
@@ -64,6 +71,7 @@ def _drive_load(ingress_port: int, args: argparse.Namespace, server_pid: int, sd
         assert load.stdin is not None and load.stdout is not None
         if _read_line(load.stdout, "warm-up") != "ready":
             raise RuntimeError("load generator did not report ready")
+        db0 = db.read() if db is not None else None
         server_cpu0, sdk_cpu0 = tree_cpu_s(server_pid), tree_cpu_s(sdk_pid)
         load.stdin.write("go\n")
         load.stdin.flush()
@@ -72,6 +80,14 @@ def _drive_load(ingress_port: int, args: argparse.Namespace, server_pid: int, sd
         sdk_cpu_s = tree_cpu_s(sdk_pid) - sdk_cpu0
         load.wait(timeout=LOAD_TIMEOUT_S)
     done = max(1, int(summary["ok"]))
+    db_fields: dict[str, float] = {}
+    if db is not None and db0 is not None:
+        db1 = db.read()
+        db_fields = {
+            "db_cpu_ms_per_inv": (db1.cpu_s - db0.cpu_s) * 1000.0 / done,
+            "db_commits_per_inv": (db1.commits - db0.commits) / done,
+            "db_wal_bytes_per_inv": (db1.wal_bytes - db0.wal_bytes) / done,
+        }
     return RoundResult(
         server="",
         round=0,
@@ -84,6 +100,7 @@ def _drive_load(ingress_port: int, args: argparse.Namespace, server_pid: int, sd
         server_cpu_ms_per_inv=server_cpu_s * 1000.0 / done,
         sdk_cpu_ms_per_inv=sdk_cpu_s * 1000.0 / done,
         server_peak_rss_mib=tree_peak_rss_bytes(server_pid) / MIB,
+        **db_fields,
     )
 
 
@@ -99,7 +116,9 @@ def run_round(kind: str, round_index: int, args: argparse.Namespace, workdir: Pa
     )
     with server, sdk:
         register(server.admin_url, sdk.url)
-        result = _drive_load(server.ingress_port, args, server.pid, sdk.pid)
+        store = getattr(server, "store", "")
+        db = DbProbe(shared_cluster(), store) if store else None
+        result = _drive_load(server.ingress_port, args, server.pid, sdk.pid, db)
     return RoundResult(**{**asdict(result), "server": kind, "round": round_index})
 
 
@@ -117,17 +136,23 @@ def summarize(results: list[RoundResult]) -> dict[str, dict[str, float]]:
             "sdk_cpu_ms_per_inv": statistics.fmean(r.sdk_cpu_ms_per_inv for r in rows),
             "server_peak_rss_mib": max(r.server_peak_rss_mib for r in rows),
             "errors": sum(r.errors for r in rows),
+            **{
+                k: statistics.fmean(getattr(r, k) for r in rows)
+                for k in ("db_cpu_ms_per_inv", "db_commits_per_inv", "db_wal_bytes_per_inv")
+            },
         }
     return out
 
 
-def ratios(summary: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Perdure / Restate for every metric both servers have."""
-    if "perdure" not in summary or "restate" not in summary:
+def ratios(
+    summary: dict[str, dict[str, float]], ours: str = "perdure", theirs: str = "restate"
+) -> dict[str, float]:
+    """ours / theirs (Perdure / Restate by default) for every metric both servers have."""
+    if ours not in summary or theirs not in summary:
         return {}
-    perdure, restate = summary["perdure"], summary["restate"]
+    a, b = summary[ours], summary[theirs]
     keys = ("throughput_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_inv", "server_peak_rss_mib")
-    return {k: perdure[k] / restate[k] for k in keys if restate[k]}
+    return {k: a[k] / b[k] for k in keys if b[k]}
 
 
 COLUMNS = (
@@ -138,6 +163,9 @@ COLUMNS = (
     ("sdk cpu ms/inv", "sdk_cpu_ms_per_inv", "15.3f"),
     ("srv peak MiB", "server_peak_rss_mib", "13.1f"),
     ("errors", "errors", "6.0f"),
+    ("db cpu ms/inv", "db_cpu_ms_per_inv", "14.3f"),
+    ("db commits/inv", "db_commits_per_inv", "15.3f"),
+    ("db WAL B/inv", "db_wal_bytes_per_inv", "13.0f"),
 )
 
 
@@ -160,6 +188,10 @@ def _print_table(
         print(_row(kind, "mean", values))
     if ratio:
         print("perdure/restate: " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()))
+    for ours, theirs in (("perdure-pg", "perdure"), ("perdure-pg", "restate")):
+        extra = ratios(summary, ours, theirs)
+        if extra:
+            print(f"{ours}/{theirs}: " + ", ".join(f"{k} {v:.2f}" for k, v in extra.items()))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -218,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": [asdict(r) for r in results],
         "summary": summary,
         "ratios_perdure_over_restate": ratio,
+        "ratios_perdure_pg_over_perdure": ratios(summary, "perdure-pg", "perdure"),
+        "ratios_perdure_pg_over_restate": ratios(summary, "perdure-pg", "restate"),
         "failed": failed,
     }
     out.write_text(json.dumps(report, indent=2))

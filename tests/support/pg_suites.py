@@ -4,8 +4,8 @@ Every suite parametrized over `selected_servers()` can run on perdure-pg; runnin
 there as well would add minutes to CI (about 3 minutes per suite set of four modules on this
 machine), so by default only a representative set does (the core scenarios, and introspection,
 which exercises the PostgreSQL query engine) and the others run on perdure-pg with
-PERDURE_PG_SUITES=all (all of them passed on it when this set was chosen). The store itself is tested on PostgreSQL in full by
-tests/integration/test_postgres_store.py."""
+PERDURE_PG_SUITES=all (all of them passed on it when this set was chosen). The store itself is
+tested on PostgreSQL in full by tests/integration/test_postgres_store.py."""
 
 from __future__ import annotations
 

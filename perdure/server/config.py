@@ -171,12 +171,11 @@ class Settings:
     log_level: str = _opt(
         "info", CHOICE, "debug, info, warning or error.", choices=("debug", "info", "warning", "error")
     )
-    store: str = _opt(
-        "",
+    store: str | None = _opt(
+        None,
         STR,
         "postgresql://USER@HOST:PORT/DB keeps the durable state in PostgreSQL "
-        "(empty: embedded SQLite in data_dir).",
-        secret=True,  # may carry a password
+        "(none: embedded SQLite in data_dir; passwords belong in PGPASSWORD or ~/.pgpass).",
     )
     store_pool_size: int = _opt(8, INT, "PostgreSQL connections for commits and metadata.")
 

@@ -8,6 +8,7 @@ commit is fenced off and changes nothing, and bad store URLs are refused clearly
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from perdure.server.storage.pg_schema import migrations
 from perdure.server.storage.postgres import FencedError, PostgresStorage
 from perdure.server.storage.sqlite import SqliteStorage
 from perdure.testing.simulation.world import World
+from tests.support.paths import perdure_executable
 from tests.support.postgres import PostgresCluster, postgres_available, shared_cluster
 
 pytestmark = pytest.mark.skipif(not postgres_available(), reason="PostgreSQL 15 is not installed")
@@ -208,3 +210,14 @@ def test_bad_store_urls_are_refused_with_a_clear_message(url: str, message: str)
 
 def test_sqlite_stays_the_default(tmp_path: Path) -> None:
     assert isinstance(make_storage(Settings(data_dir=tmp_path)), SqliteStorage)
+
+
+def test_perdure_server_refuses_a_bad_store_url_with_exit_code_2(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(perdure_executable()), "server", "--data-dir", str(tmp_path), "--store", "mysql://u@h/db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "--store must be a postgresql://USER@HOST:PORT/DB URL" in proc.stderr

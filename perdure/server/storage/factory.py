@@ -17,7 +17,7 @@ def is_postgres_url(store: str) -> bool:
     return store.startswith(("postgresql://", "postgres://"))
 
 
-def check_store_url(store: str) -> None:
+def check_store_url(store: str | None) -> None:
     """ValueError with a clear message when `store` is neither empty nor a PostgreSQL URL."""
     if not store:
         return
@@ -44,5 +44,5 @@ def describe_store(settings: Settings) -> str:
     """Where the data lives, for the start-up log line (no password)."""
     if not settings.store:
         return f"data {settings.data_dir}"
-    parts = urlsplit(settings.store)
+    parts = urlsplit(settings.store)  # no user or password in the log
     return f"store postgresql://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"

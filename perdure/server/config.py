@@ -160,6 +160,17 @@ class Settings:
     workflow_completion_retention_ms: int = _opt(
         86_400_000, DURATION, "Workflow output kept.", "default-workflow-completion-retention"
     )
+    # --- retention cleanup ---
+    cleanup_interval_ms: int = _opt(
+        30_000,
+        DURATION,
+        "How often expired invocations and journals are purged (Restate: 1h; Perdure reclaims sooner).",
+        "worker.cleanup-interval",
+    )
+    cleanup_batch_max: int = _opt(1_000, INT, "Records purged per commit by the cleanup.")
+    reclaim_pages_per_step: int = _opt(
+        2_048, INT, "Free SQLite pages returned to the file system per step after a cleanup."
+    )
     # --- observability and integrations ---
     tracing_endpoint: str | None = _opt(None, STR, "OTLP endpoint for traces.", "tracing-endpoint")
     kafka_clusters: list[Any] = _opt(
@@ -200,6 +211,10 @@ class Settings:
             raise ValueError("default-retry-policy.exponentiation-factor must be at least 1.0")
         if self.retry_max_attempts < 1:
             raise ValueError("default-retry-policy.max-attempts must be at least 1")
+        if min(self.cleanup_interval_ms, self.cleanup_batch_max, self.reclaim_pages_per_step) < 1:
+            raise ValueError(
+                "worker.cleanup-interval, cleanup-batch-max and reclaim-pages-per-step must be positive"
+            )
         if self.concurrent_invocations_max < 1:
             raise ValueError("worker.invoker.concurrent-invocations-limit must be at least 1")
         if self.store_pool_size < 1:

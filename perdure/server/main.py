@@ -192,7 +192,13 @@ async def serve(settings: Settings) -> None:
                 tg.create_task(runtime.run()),
                 tg.create_task(runtime.timers.run()),
                 tg.create_task(invoker.run()),
-                tg.create_task(runtime.sweep_retention()),
+                tg.create_task(
+                    runtime.sweep_retention(
+                        settings.cleanup_interval_ms / 1000,
+                        settings.cleanup_batch_max,
+                        settings.reclaim_pages_per_step,
+                    )
+                ),
             ]
             while not (ingress_server.started and admin_server.started):
                 await asyncio.sleep(0.005)

@@ -7,6 +7,7 @@ to callers, notifications to services, new attempts, armed timers."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -26,7 +27,7 @@ from perdure.server.processor.effects import (
 )
 from perdure.server.processor.model import Invocation
 from perdure.server.processor.processor import Processor
-from perdure.server.storage.interface import Storage, StorageError
+from perdure.server.storage.interface import Reclaimable, Storage, StorageError
 from perdure.server.timers import TimerService
 
 log = logging.getLogger("perdure.runtime")
@@ -35,6 +36,8 @@ BATCH_COMMANDS_MAX = 4096
 RECOVERY_BACKOFF_S_MAX = 5.0
 RETENTION_SWEEP_INTERVAL_S = 30.0
 RETENTION_SWEEP_BATCH_MAX = 1000
+RETENTION_SWEEP_ROUNDS_MAX = 10_000  # batches per sweep (a bound, not a goal)
+RECLAIM_PAGES_PER_STEP = 2048  # 8 MiB of 4 KiB pages per writer-thread step
 
 
 class Abandoned(Exception):
@@ -116,15 +119,45 @@ class Runtime:
         finally:
             self._replies.pop(token, None)
 
-    async def sweep_retention(self) -> None:
-        """Purge completed invocations whose retention ran out (the processor
-        checks again, so a sweep racing a new submission does no harm)."""
+    async def sweep_retention(
+        self,
+        interval_s: float = RETENTION_SWEEP_INTERVAL_S,
+        batch_max: int = RETENTION_SWEEP_BATCH_MAX,
+        reclaim_pages_max: int = RECLAIM_PAGES_PER_STEP,
+    ) -> None:
+        """Every `interval_s`, purge what retention let go of, then give the space back."""
         while True:
-            await asyncio.sleep(RETENTION_SWEEP_INTERVAL_S)
+            await asyncio.sleep(interval_s)
+            await self.sweep_once(batch_max, reclaim_pages_max)
+
+    async def sweep_once(self, batch_max: int, reclaim_pages_max: int) -> int:
+        """Purge completed invocations (or just their journals) whose retention ran out, in
+        batches of `batch_max`: each batch is one group commit, waited for before the next, so
+        cleanup never floods the queue ahead of live work (the processor checks each again, so a
+        sweep racing a new submission does no harm). Then free pages (from this sweep or from
+        ordinary churn) go back to the file system in steps of `reclaim_pages_max`. Returns how
+        many records were looked at."""
+        total = 0
+        for _ in range(RETENTION_SWEEP_ROUNDS_MAX):
             if not self.healthy:
-                continue
-            for raw in self._storage.expired(self._clock_ms(), RETENTION_SWEEP_BATCH_MAX):
+                break
+            expired = self._storage.expired(self._clock_ms(), batch_max)
+            if not expired:
+                break
+            for raw in expired[:-1]:
                 self.submit(Terminate(raw, "expire", 0))
+            last = expired[-1]
+            try:
+                await self.call(functools.partial(Terminate, last, "expire"))
+            except Unavailable:
+                break
+            total += len(expired)
+            if len(expired) < batch_max:
+                break
+        if isinstance(self._storage, Reclaimable):  # a no-op when no page is free
+            while self.healthy and await self._storage.reclaim(reclaim_pages_max) >= reclaim_pages_max:
+                await asyncio.sleep(0)  # let commits through between steps
+        return total
 
     async def recover(self) -> None:
         """Rebuild the processor from the store. Runs in a worker thread (nothing

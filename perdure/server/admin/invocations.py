@@ -42,6 +42,9 @@ def invocation_routes(runtime: Runtime) -> list[BaseRoute]:
     async def purge(request: Request) -> Response:
         return await terminate(request, "purge")
 
+    async def purge_journal(request: Request) -> Response:
+        return await terminate(request, "purge_journal")
+
     async def pause(request: Request) -> Response:
         return await terminate(request, "pause")
 
@@ -61,6 +64,7 @@ def invocation_routes(runtime: Runtime) -> list[BaseRoute]:
         Route("/invocations/{id}/cancel", cancel, methods=["PATCH"]),
         Route("/invocations/{id}/kill", kill, methods=["PATCH"]),
         Route("/invocations/{id}/purge", purge, methods=["PATCH"]),
+        Route("/invocations/{id}/purge-journal", purge_journal, methods=["PATCH"]),
         Route("/invocations/{id}/pause", pause, methods=["PATCH"]),
         Route("/invocations/{id}/resume", resume, methods=["PATCH"]),
         Route("/invocations/{id}", delete, methods=["DELETE"]),

@@ -118,7 +118,7 @@ class Terminate:
     """Admin: cancel (graceful, compensation runs), kill (immediate), purge."""
 
     raw_id: bytes
-    mode: str  # "cancel" | "kill" | "purge"
+    mode: str  # "cancel" | "kill" | "purge" | "purge_journal" | "pause" | "resume" | "expire"
     token: int
 
 

@@ -178,6 +178,15 @@ class ProcessorCore:
             and inv.completed_at_ms + inv.completion_retention_ms <= self._now
         )
 
+    def _journal_expired(self, inv: Invocation) -> bool:
+        """Completed, journal still kept, and its (shorter) journal retention is over."""
+        return (
+            inv.status == COMPLETED
+            and inv.completed_at_ms is not None
+            and inv.journal_length > 0
+            and inv.completed_at_ms + inv.journal_retention_ms <= self._now
+        )
+
     def _create(
         self,
         iid: InvocationId,
@@ -461,6 +470,8 @@ class ProcessorCore:
             self._release_lock(inv)
         if inv.completion_retention_ms <= 0:
             self._purge(inv)
+        elif inv.journal_retention_ms <= 0:
+            self._purge_journal(inv)
 
     def _drop_timers(self, inv: Invocation) -> None:
         """A completed invocation leaves no timers behind (a killed sleeper, a pending retry)."""
@@ -508,6 +519,17 @@ class ProcessorCore:
         self._batch.invocations[raw] = None
         self._batch.journal = [j for j in self._batch.journal if j[0] != raw]
         self._batch.journal_delete.append(raw)
+
+    def _purge_journal(self, inv: Invocation) -> None:
+        """Drop a completed invocation's journal; its record and output stay for their retention.
+        The store then files the record under its completion expiry (see `record_expires_at_ms`)."""
+        assert inv.status == COMPLETED
+        raw = inv.id.raw
+        inv.journal = []
+        inv.journal_length = 0
+        self._batch.journal = [j for j in self._batch.journal if j[0] != raw]
+        self._batch.journal_delete.append(raw)
+        self._touch(inv)
 
     def _reply_outcome(self, token: int, inv: Invocation, *, with_expiry: bool) -> None:
         expires = None

@@ -148,6 +148,18 @@ def _ref(r: CallerRef) -> list[Any]:
     return [r.invocation_id, r.completion_id, r.notification_type]
 
 
+def record_expires_at_ms(inv: Invocation) -> int | None:
+    """When the retention sweeper must next look at a record: completed invocations at the end of
+    their journal retention while the journal is kept (if that comes first), else at the end of
+    their completion (idempotency/workflow) retention. Stores index records by it."""
+    if inv.status != COMPLETED or inv.completed_at_ms is None:
+        return None
+    done = inv.completed_at_ms
+    if inv.journal_length > 0 and inv.journal_retention_ms < inv.completion_retention_ms:
+        return done + inv.journal_retention_ms
+    return done + inv.completion_retention_ms
+
+
 def encode_record(inv: Invocation) -> bytes:
     """The durable part of an invocation record (journal rows are stored apart)."""
     t = inv.target

@@ -126,6 +126,17 @@ class Requests(ProcessorCore):
         if cmd.mode == "expire":  # the retention sweeper: no one waits for an answer
             if self._expired(inv):
                 self._purge(inv)
+            elif self._journal_expired(inv):
+                self._purge_journal(inv)
+            if cmd.token:  # the sweeper waits for the last of a batch
+                self._answer(cmd.token, 200)
+            return
+        if cmd.mode == "purge_journal":
+            if inv.status != COMPLETED:
+                self._answer(cmd.token, 409, f"The invocation '{inv.id_str}' is not yet completed.")
+                return
+            self._purge_journal(inv)
+            self._answer(cmd.token, 200)
             return
         if cmd.mode == "purge":
             if inv.status != COMPLETED:

@@ -7,7 +7,7 @@ committed in memory, so the reads never miss a write."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from perdure.server.processor.batch import WriteBatch
 from perdure.server.processor.commands import Timer
@@ -26,6 +26,14 @@ class Reader(Protocol):
     def get_state(self, service: str, key: str) -> dict[bytes, bytes]: ...
     def get_promise(self, service: str, key: str, name: str) -> bytes | None: ...
     def expired(self, now_ms: int, limit: int) -> list[bytes]: ...  # completed, retention over
+
+
+@runtime_checkable
+class Reclaimable(Protocol):
+    """A store that hands freed space back to the file system in bounded steps (SQLite's
+    incremental vacuum); stores that do it on their own (PostgreSQL's autovacuum) need not."""
+
+    async def reclaim(self, pages_max: int) -> int: ...  # pages given back (< pages_max: done)
 
 
 class Recovery(Protocol):

@@ -10,7 +10,14 @@ from typing import Any
 
 from perdure.server.processor.batch import Op, WriteBatch
 from perdure.server.processor.commands import Timer
-from perdure.server.processor.model import INVOKED, PAUSED, Entry, Invocation, decode_record
+from perdure.server.processor.model import (
+    INVOKED,
+    PAUSED,
+    Entry,
+    Invocation,
+    decode_record,
+    record_expires_at_ms,
+)
 from perdure.server.storage.interface import StorageError
 
 
@@ -103,9 +110,8 @@ class MemoryStorage:
     def expired(self, now_ms: int, limit: int) -> list[bytes]:
         out = []
         for raw, rec in self.invocations.items():
-            inv = decode_record(raw, rec)
-            done_ms = inv.completed_at_ms
-            if done_ms is not None and done_ms + inv.completion_retention_ms <= now_ms:
+            expires = record_expires_at_ms(decode_record(raw, rec))
+            if expires is not None and expires <= now_ms:
                 out.append(raw)
         return out[:limit]
 

@@ -7,6 +7,7 @@ fsync'd at COMMIT, so the batch is durable when the call returns."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
@@ -42,7 +43,11 @@ _OP_SQL = {
     Op.PROMISE_CLEAR: "DELETE FROM promise WHERE service = ? AND key = ?",
 }
 
+log = logging.getLogger("perdure.storage")
+
 SCHEMA_VERSION = 1
+_AUTO_VACUUM_INCREMENTAL = 2
+CONVERT_PAGES_MAX = 262_144  # 1 GiB of 4 KiB pages: converting a larger store at start is too slow
 DB_FILE = "perdure.sqlite3"
 
 
@@ -52,6 +57,15 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=10000")
     return conn
+
+
+# `model.record_expires_at_ms` in SQL, over the record JSON (?2): the journal retention while the
+# journal is kept and ends first, else the completion retention; NULL while not completed.
+_EXPIRES_AT_SQL = (
+    "CASE WHEN json_extract(?2, '$.status') = 'completed' THEN json_extract(?2, '$.ca') + "
+    "CASE WHEN json_extract(?2, '$.jl') > 0 AND json_extract(?2, '$.jr') < json_extract(?2, '$.cr') "
+    "THEN json_extract(?2, '$.jr') ELSE json_extract(?2, '$.cr') END END"
+)
 
 
 class SqliteStorage:
@@ -76,10 +90,43 @@ class SqliteStorage:
 
     def _open_writer(self) -> None:
         conn = _connect(self._path)
+        # Freed pages go back to the file system in steps (`reclaim`); this takes effect on a new
+        # database, and an older one is converted once while it is small enough to do quickly.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         schema = resources.files("perdure.server.storage").joinpath("schema.sql").read_text()
         conn.executescript(schema)
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != _AUTO_VACUUM_INCREMENTAL:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            if pages <= CONVERT_PAGES_MAX:
+                conn.execute("VACUUM")
+            else:
+                log.warning(
+                    "%s predates incremental vacuum; deleted rows' space is reused but not returned to "
+                    "the file system until a one-off `VACUUM` (sqlite3 %s 'VACUUM') while stopped",
+                    self._path,
+                    self._path,
+                )
         conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (b"1",))
         self._writer = conn
+
+    async def reclaim(self, pages_max: int) -> int:
+        """Give up to `pages_max` free pages back to the file system (SQLite incremental vacuum,
+        on the writer thread between commits); returns how many were freed."""
+        return await self._run(self._reclaim, pages_max)
+
+    def _reclaim(self, pages_max: int) -> int:
+        conn = self._writer
+        assert conn is not None and pages_max > 0
+        before = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if before == 0:
+            return 0
+        # executescript steps the pragma to completion (execute() frees one page per step).
+        conn.executescript(f"PRAGMA incremental_vacuum({int(pages_max)});")
+        after = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if after == 0:
+            # The file only shrinks when the WAL is checkpointed; the WAL itself is capped.
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return int(before - after)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -116,8 +163,7 @@ class SqliteStorage:
                         "INSERT INTO invocation (id, status, service, key, created_at, expires_at, record) "
                         "VALUES (?1, json_extract(?2, '$.status'), json_extract(?2, '$.s'), "
                         "json_extract(?2, '$.k'), json_extract(?2, '$.c'), "
-                        "CASE WHEN json_extract(?2, '$.status') = 'completed' "
-                        "THEN json_extract(?2, '$.ca') + json_extract(?2, '$.cr') END, ?2) "
+                        f"{_EXPIRES_AT_SQL}, ?2) "
                         "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
                         "expires_at = excluded.expires_at, record = excluded.record",
                         upserts,

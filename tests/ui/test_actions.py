@@ -4,7 +4,9 @@ time with a confirmation, and in batches over a filter with a count preview and 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+import httpx
 from playwright.sync_api import Page, expect
 
 from tests.ui.conftest import Ui, wait_for
@@ -91,3 +93,55 @@ def test_batch_cancel_over_a_filter_with_count_preview_and_progress(page: Page, 
     )
     cancelled = {r["id"] for r in rows if r.get("completion_failure") == "[409] cancelled"}
     assert ids <= cancelled
+
+
+def _openapi_paths(ui: Ui) -> dict[str, Any]:
+    paths: dict[str, Any] = httpx.get(f"{ui.admin}/openapi", timeout=30).json()["paths"]
+    return paths
+
+
+def test_restart_as_new_is_offered_exactly_when_the_server_has_it(page: Page, ui: Ui) -> None:
+    supported = "/invocations/{invocation_id}/restart-as-new" in _openapi_paths(ui)
+    name = f"restart-{uuid.uuid4().hex[:6]}"
+    ui.call("Greeter/greet", name)
+    inv = ui.sql(
+        "SELECT id FROM sys_invocation WHERE target_service_name = 'Greeter' ORDER BY created_at DESC LIMIT 1"
+    )[0]["id"]
+    page.goto(f"/ui/invocations/{inv}")
+    expect(page.locator("#actions button[data-op=purge]")).to_be_visible()
+    button = page.locator("#actions button[data-op='restart-as-new']")
+    if not supported:
+        expect(button).to_have_count(0)
+        return
+    _act(page, "restart-as-new")
+    expect(page.locator("#invocation-id")).not_to_have_text(inv)
+    new = page.locator("#invocation-id").inner_text()
+    wait_for("the restarted invocation to complete", lambda: ui.status(new) == "completed")
+    expect(page.locator("#journal")).to_contain_text(f'input("{name}")')
+    row = ui.row(new)
+    assert row is not None and row["target"] == "Greeter/greet"
+
+
+def test_retry_now_is_offered_exactly_when_the_server_has_it(page: Page, ui: Ui) -> None:
+    resume = _openapi_paths(ui)["/invocations/{invocation_id}/resume"]["patch"]
+    supported = "retry" in (resume.get("description", "") + resume.get("summary", "")).lower()
+    inv = ui.send("Flaky/charge", uuid.uuid4().hex[:8])
+    # After the second failure the next attempt is 20 s away: only "retry now" brings it sooner.
+    row = wait_for(
+        "a second failed attempt",
+        lambda: (
+            (r := ui.row(inv)) and r["status"] == "backing-off" and int(r.get("retry_count", 0)) >= 2 and r
+        ),
+    )
+    page.goto(f"/ui/invocations/{inv}")
+    expect(page.locator("#actions button[data-op=cancel]")).to_be_visible()
+    button = page.locator("#actions button[data-op='retry-now']")
+    if not supported:
+        expect(button).to_have_count(0)
+        return
+    _act(page, "retry-now")
+    wait_for(
+        "an attempt before the back-off ran out",
+        lambda: int((ui.row(inv) or {}).get("retry_count", 0)) > int(row["retry_count"]),
+        timeout_s=15.0,
+    )

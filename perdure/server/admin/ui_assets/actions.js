@@ -65,12 +65,15 @@ async function applyAll(ids, op, onProgress) {
   const caps = await capabilities();
   let done = 0, failed = 0;
   const errors = [];
-  if (caps.batchPrefix && op !== "retry-now") {
+  if (caps.batch && op !== "retry-now") {
     for (let i = 0; i < ids.length; i += BATCH_CHUNK) {
       const chunk = ids.slice(i, i + BATCH_CHUNK);
       try {
-        const out = await api("POST", `${caps.batchPrefix}/${op}`, { invocation_ids: chunk });
-        const bad = Array.isArray(out?.failed) ? out.failed.length : Array.isArray(out?.failed_invocation_ids) ? out.failed_invocation_ids.length : 0;
+        const out = caps.batch.perOp
+          ? await api("POST", `${caps.batch.url}/${op}`, { invocation_ids: chunk })
+          : await api("POST", caps.batch.url, { operation: op, invocation_ids: chunk });
+        const bad = typeof out?.failed === "number" ? out.failed : Array.isArray(out?.failed) ? out.failed.length : 0;
+        for (const r of out?.results || []) if (r.status >= 300 && errors.length < 5) errors.push(`${r.invocation_id}: ${r.message || r.status}`);
         failed += bad; done += chunk.length - bad;
       } catch (e) { failed += chunk.length; errors.push(e.message); }
       onProgress(done, failed);

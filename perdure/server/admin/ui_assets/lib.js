@@ -79,16 +79,19 @@ export function capabilities() {
       const paths = Object.keys(oa.paths || {});
       const resume = oa.paths?.["/invocations/{invocation_id}/resume"]?.patch;
       const retryPath = paths.find((p) => /^\/invocations\/\{[a-z_]+\}\/retry/.test(p));
-      const batchPath = paths.find((p) => p.includes("batch"));
+      // Perdure's POST /invocations/batch {operation, invocation_ids}, or Restate's
+      // POST /internal/invocations_batch_operations/{op} {invocation_ids}.
+      const batch = paths.includes("/invocations/batch") ? { url: "/invocations/batch", perOp: false }
+        : paths.some((p) => p.startsWith("/internal/invocations_batch_operations")) ? { url: "/internal/invocations_batch_operations", perOp: true } : null;
       return {
         restartAsNew: paths.includes("/invocations/{invocation_id}/restart-as-new"),
         retryPath: retryPath ? retryPath.split("}/")[1] : null,
-        retryNow: !!retryPath || /retry/i.test(resume?.description || ""),
-        batchPrefix: batchPath ? batchPath.replace(/\/\{[^}]+\}$/, "").replace(/\/(cancel|kill|pause|resume|purge|restart-as-new)$/, "") : null,
+        retryNow: !!retryPath || /retry/i.test(resume?.description || resume?.summary || ""),
+        batch,
         paths,
       };
     },
-    () => ({ restartAsNew: false, retryNow: false, retryPath: null, batchPrefix: null, paths: [] }),
+    () => ({ restartAsNew: false, retryNow: false, retryPath: null, batch: null, paths: [] }),
   );
   return capsPromise;
 }

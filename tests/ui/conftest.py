@@ -8,6 +8,7 @@ API's is aborted and fails the test, as does any page error or console error."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from playwright.sync_api import (
 )
 
 from tests.compat.services.ledger import GATE_DIR_ENV
-from tests.support import PerdureServer, PythonService, Server, query, register
+from tests.support import PythonService, Server, make_server, query, register
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -41,6 +42,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+UI_SERVER_ENV = "PERDURE_UI_SERVER"  # "perdure" (SQLite, default) or "perdure-pg"
 WAIT_S = 30.0  # generous: the machine may be loaded; nothing here measures speed
 T = TypeVar("T")
 expect.set_options(timeout=WAIT_S * 1000)
@@ -105,7 +107,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     gates = base / "gates"
     gates.mkdir()
     with (
-        PerdureServer(base / "data") as srv,
+        make_server(os.environ.get(UI_SERVER_ENV, "perdure"), base / "data") as srv,
         PythonService("tests.ui.services", env={GATE_DIR_ENV: str(gates)}, log_dir=base, name="ui") as svc,
     ):
         register(srv.admin_url, svc.url)

@@ -13,6 +13,7 @@ from enum import IntEnum
 from typing import Any
 
 from perdure.server.processor.commands import Timer
+from perdure.server.processor.model import Invocation, record_expires_at_ms
 
 
 class Op(IntEnum):
@@ -27,9 +28,27 @@ class Op(IntEnum):
     PROMISE_CLEAR = 9  # (service, key): all promises of a workflow key
 
 
+@dataclass(frozen=True, slots=True)
+class InvocationIndex:
+    """The indexed columns of an invocation record, so a store need not parse
+    the record (which holds the output: megabytes for a big result) to index it."""
+
+    status: str
+    service: str
+    key: str | None
+    created_at_ms: int
+    expires_at_ms: int | None  # model.record_expires_at_ms
+
+
+def index_of(inv: Invocation) -> InvocationIndex:
+    expires = record_expires_at_ms(inv)
+    return InvocationIndex(inv.status, inv.target.service, inv.target.key, inv.created_at_ms, expires)
+
+
 @dataclass(slots=True)
 class WriteBatch:
     invocations: dict[bytes, bytes | None] = field(default_factory=dict)  # raw id -> record (None: delete)
+    index: dict[bytes, InvocationIndex] = field(default_factory=dict)  # of every record in `invocations`
     journal: list[tuple[bytes, int, int, bytes, int]] = field(default_factory=list)  # id, idx, type, body, ts
     journal_delete: list[bytes] = field(default_factory=list)  # applied before `journal`
     timers_add: list[Timer] = field(default_factory=list)

@@ -14,7 +14,7 @@ from perdure.protocol.codec import MessageType as T
 from perdure.protocol.codec import decode
 from perdure.protocol.ids import SIGNAL_CANCEL, IdError, InvocationId, random_seed_of
 from perdure.server.processor import promises as prom
-from perdure.server.processor.batch import Op, WriteBatch
+from perdure.server.processor.batch import Op, WriteBatch, index_of
 from perdure.server.processor.commands import (
     TIMER_DELAYED_INVOKE,
     TIMER_RETRY,
@@ -102,6 +102,7 @@ class ProcessorCore:
         for raw, inv in self._dirty.items():
             if raw not in self._batch.invocations or self._batch.invocations[raw] is not None:
                 self._batch.invocations[raw] = encode_record(inv)
+                self._batch.index[raw] = index_of(inv)
         self._dirty.clear()
         batch, effects = self._batch, self._effects
         self._batch, self._effects = WriteBatch(), []

@@ -27,6 +27,7 @@ from perdure.server.processor.model import (
     Invocation,
     decode_record,
 )
+from perdure.server.storage.checkpointer import WAL_SIZE_LIMIT_BYTES, WalCheckpointer
 from perdure.server.storage.interface import StorageError
 
 T = TypeVar("T")
@@ -68,6 +69,20 @@ _EXPIRES_AT_SQL = (
 )
 
 
+_UPSERT_INDEXED = (
+    "INSERT INTO invocation (id, status, service, key, created_at, expires_at, record) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+    "expires_at = excluded.expires_at, record = excluded.record"
+)
+
+
+def _batch_bytes(b: WriteBatch) -> int:
+    """Roughly what a batch wrote (records and journal bodies dominate)."""
+    n = sum(len(v) for v in b.invocations.values() if v is not None)
+    n += sum(len(row[3]) for row in b.journal)
+    return n + 256 * (len(b.ops) + len(b.timers_add) + len(b.timers_delete)) + 4096
+
+
 class SqliteStorage:
     """The embedded default store."""
 
@@ -77,6 +92,7 @@ class SqliteStorage:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perdure-sqlite-writer")
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._checkpointer = WalCheckpointer(lambda: _connect(self._path))
 
     @property
     def path(self) -> Path:
@@ -107,6 +123,8 @@ class SqliteStorage:
                     self._path,
                 )
         conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (b"1",))
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # see checkpointer.py
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
         self._writer = conn
 
     async def reclaim(self, pages_max: int) -> int:
@@ -136,6 +154,7 @@ class SqliteStorage:
             self._reader.close()
             self._reader = None
         self._executor.shutdown(wait=True)
+        self._checkpointer.close()
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
@@ -156,8 +175,18 @@ class SqliteStorage:
         try:
             ex = conn.executemany
             if b.invocations:
-                upserts = [(k, v) for k, v in b.invocations.items() if v is not None]
+                indexed = [
+                    (k, i.status, i.service, i.key, i.created_at_ms, i.expires_at_ms, v)
+                    for k, v in b.invocations.items()
+                    if v is not None and (i := b.index.get(k)) is not None
+                ]
+                upserts = [(k, v) for k, v in b.invocations.items() if v is not None and k not in b.index]
                 deletes = [(k,) for k, v in b.invocations.items() if v is None]
+                if indexed:  # the columns from the processor: a big record is never parsed here
+                    ex(
+                        _UPSERT_INDEXED,
+                        indexed,
+                    )
                 if upserts:
                     ex(
                         "INSERT INTO invocation (id, status, service, key, created_at, expires_at, record) "
@@ -192,6 +221,7 @@ class SqliteStorage:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._checkpointer.written(_batch_bytes(b))
 
     async def get_meta(self, key: str) -> bytes | None:
         return await self._run(self._get_meta, key)

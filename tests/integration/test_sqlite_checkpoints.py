@@ -42,4 +42,7 @@ async def test_a_big_write_is_checkpointed_in_the_background_and_the_wal_shrinks
         await storage.close()
     # Everything is in the database file itself, readable without the WAL.
     conn = sqlite3.connect(tmp_path / "perdure.sqlite3")
-    assert conn.execute("SELECT COUNT(*), SUM(LENGTH(body)) FROM journal").fetchone() == (2, BIG + 5)
+    try:
+        assert conn.execute("SELECT COUNT(*), SUM(LENGTH(body)) FROM journal").fetchone() == (2, BIG + 5)
+    finally:
+        conn.close()

@@ -21,7 +21,13 @@ _PATHS = {
     "/invocations/{invocation_id}/kill": {"patch": "Kill an invocation"},
     "/invocations/{invocation_id}/purge": {"patch": "Purge a completed invocation"},
     "/invocations/{invocation_id}/pause": {"patch": "Pause a running or backing-off invocation"},
-    "/invocations/{invocation_id}/resume": {"patch": "Resume a paused invocation"},
+    "/invocations/{invocation_id}/resume": {
+        "patch": "Resume a paused or suspended invocation; retry a backing-off one now"
+    },
+    "/invocations/{invocation_id}/restart-as-new": {
+        "patch": "Restart a completed invocation as a new one (from=entry index keeps a journal prefix)"
+    },
+    "/invocations/batch": {"post": "One operation over many invocation ids (docs/admin-batch.md)"},
     "/invocations/{invocation_id}": {"delete": "Cancel, kill or purge (mode=Cancel|Kill|Purge)"},
     "/query": {"post": "SQL over live runtime state"},
 }

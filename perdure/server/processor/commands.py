@@ -132,6 +132,17 @@ class ReplaceState:
     token: int
 
 
+@dataclass(frozen=True, slots=True)
+class RestartAsNew:
+    """Admin: a completed invocation again as a new one with the same input, optionally keeping
+    its journal up to entry `from_index` (included) and the completions of the commands there."""
+
+    raw_id: bytes
+    from_index: int | None
+    deployment: str | None  # "keep" | "latest" | a deployment id | None (latest)
+    token: int
+
+
 Command = (
     Invoke
     | SdkMessage
@@ -142,4 +153,5 @@ Command = (
     | CompleteAwakeable
     | Terminate
     | ReplaceState
+    | RestartAsNew
 )

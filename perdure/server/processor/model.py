@@ -19,6 +19,7 @@ INBOXED = "inboxed"
 INVOKED = "invoked"
 SUSPENDED = "suspended"
 PAUSED = "paused"
+READY = "ready"  # admitted but waiting for a concurrency or rate rule to let it start
 COMPLETED = "completed"
 
 # Latest instant the store represents: 9999-12-31T23:59:59.999Z. Later wake-up
@@ -125,6 +126,8 @@ class Invocation:
     # Invocations (by id) attached to this one's result: (invocation id, completion id).
     attached: list[CallerRef] = field(default_factory=list)
     journal_length: int = 0  # durable journal length (entries 0..n-1)
+    restarted_from: str | None = None  # restart-as-new: the invocation this one restarts
+    limit_seq: int = 0  # concurrency/rate rules: its place in the admission queue (0: none)
     # In memory only (not durable):
     journal: list[Entry] = field(default_factory=list)
     completed_ids: set[int] = field(default_factory=set)
@@ -197,6 +200,8 @@ def encode_record(inv: Invocation) -> bytes:
         "o": inv.outcome.to_json() if inv.outcome else None,
         "at": [_ref(a) for a in inv.attached],
         "jl": inv.journal_length,
+        "rf": inv.restarted_from,
+        "lq": inv.limit_seq,
     }
     return orjson.dumps(d)
 
@@ -234,5 +239,7 @@ def decode_record(raw_id: bytes, data: bytes) -> Invocation:
         outcome=Outcome.from_json(d["o"]) if d["o"] else None,
         attached=[CallerRef(*a) for a in d["at"]],
         journal_length=d["jl"],
+        restarted_from=d.get("rf"),
+        limit_seq=d.get("lq", 0),
     )
     return inv

@@ -16,6 +16,7 @@ from perdure.server.processor.commands import (
     CompleteAwakeable,
     Invoke,
     ReplaceState,
+    RestartAsNew,
     SdkMessage,
     Terminate,
     TimerFired,
@@ -23,11 +24,12 @@ from perdure.server.processor.commands import (
 from perdure.server.processor.core import CANCELLED, EVICTABLE, KILLED, ProcessorConfig
 from perdure.server.processor.journal import _COMMAND_HANDLERS, JournalCommands
 from perdure.server.processor.requests import Requests
+from perdure.server.processor.restart import Restarts
 
 __all__ = ["CANCELLED", "EVICTABLE", "KILLED", "_COMMAND_HANDLERS", "Processor", "ProcessorConfig"]
 
 
-class Processor(JournalCommands, Requests):
+class Processor(JournalCommands, Requests, Restarts):
     def apply(self, cmd: Command, now_ms: int) -> None:
         self._now = now_ms
         if isinstance(cmd, SdkMessage):
@@ -50,5 +52,7 @@ class Processor(JournalCommands, Requests):
             self._on_terminate(cmd)
         elif isinstance(cmd, ReplaceState):
             self._on_replace_state(cmd)
+        elif isinstance(cmd, RestartAsNew):
+            self._on_restart_as_new(cmd)
         else:  # pragma: no cover - exhaustive
             raise AssertionError(f"unknown command {cmd!r}")

@@ -12,11 +12,13 @@ from perdure.protocol.codec import decode
 from perdure.protocol.ids import SIGNAL_CANCEL, IdError, InvocationId
 from perdure.server.processor.batch import Op
 from perdure.server.processor.commands import (
+    TIMER_RETRY,
     Attach,
     CompleteAwakeable,
     Invoke,
     ReplaceState,
     Terminate,
+    Timer,
 )
 from perdure.server.processor.core import KILLED, ProcessorCore
 from perdure.server.processor.effects import (
@@ -26,8 +28,12 @@ from perdure.server.processor.effects import (
 from perdure.server.processor.identity import invocation_id_for
 from perdure.server.processor.model import (
     COMPLETED,
+    INBOXED,
     INVOKED,
     PAUSED,
+    READY,
+    SCHEDULED,
+    SUSPENDED,
     Invocation,
     Outcome,
 )
@@ -199,11 +205,27 @@ class Requests(ProcessorCore):
         self._answer(token, 202)
 
     def _resume(self, inv: Invocation, token: int) -> None:
-        if inv.status != PAUSED:
-            self._answer(token, 409, f"The invocation '{inv.id_str}' is not paused.")
+        """Paused or suspended: run again now. Backing off: retry now. Running: nothing to do."""
+        if inv.status in (INBOXED, SCHEDULED, READY):
+            self._answer(
+                token,
+                425,
+                f"The invocation '{inv.id_str}' is either inboxed or scheduled, cannot be resumed.",
+            )
             return
+        if inv.status == PAUSED:
+            inv.retry_count = 0  # the retry policy starts afresh
+        elif inv.status == SUSPENDED:
+            inv.waiting_completions = []
+            inv.waiting_signals = []
+        elif inv.attempt_live:
+            self._answer(token, 200)
+            return
+        elif inv.next_retry_at_ms is not None:
+            self._batch.timers_delete.append(
+                Timer(inv.next_retry_at_ms, inv.id.raw, TIMER_RETRY, inv.retry_count)
+            )
         inv.status = INVOKED
-        inv.retry_count = 0  # the retry policy starts afresh
         self._start_attempt(inv)
         self._answer(token, 200)
 

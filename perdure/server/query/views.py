@@ -54,6 +54,7 @@ INVOCATION_STATUS: dict[str, str] = {
     "invoked_by_service_name": f"CASE WHEN instr({INVOKED_BY}, '/') > 0 "
     f"THEN substr({INVOKED_BY}, 1, instr({INVOKED_BY}, '/') - 1) END",
     "invoked_by_target": INVOKED_BY,
+    "restarted_from": rec("rf"),
     "pinned_deployment_id": rec("pd"),
     "journal_size": rec("jl"),
     "journal_commands_size": "(SELECT count(*) FROM main.journal jc "

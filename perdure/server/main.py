@@ -145,6 +145,7 @@ async def serve(settings: Settings) -> None:
     admin_tls = _tls(settings.admin_tls_cert_file, settings.admin_tls_key_file)
     ingress = Ingress(registry, runtime, request_size_max=settings.request_size_max_bytes)
     from perdure.server.admin.invocations import invocation_routes
+    from perdure.server.admin.limits import limits_routes
 
     async def replace_state(service: str, key: str, state: dict[bytes, bytes]) -> None:
         await runtime.call(lambda token: ReplaceState(service, key, tuple(state.items()), token))
@@ -164,6 +165,7 @@ async def serve(settings: Settings) -> None:
         ingress_endpoint=f"{'https' if ingress_tls else 'http'}://{ihost}:{iport}/",
         extra_routes=[
             *invocation_routes(runtime),
+            *limits_routes(runtime),
             *query_routes(query_engine),
             *state_routes(registry, replace_state),
             *journal_routes(storage.get_journal),

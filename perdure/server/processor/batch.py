@@ -26,6 +26,11 @@ class Op(IntEnum):
     INBOX_DELETE = 7  # (service, key, seq)
     PROMISE_PUT = 8  # (service, key, name, record)
     PROMISE_CLEAR = 9  # (service, key): all promises of a workflow key
+    RULE_PUT = 10  # (pattern, record): a concurrency/rate rule (keeps its bucket)
+    RULE_DELETE = 11  # (pattern)
+    RULE_TAT = 12  # (pattern, tat_us): the rule's token bucket (theoretical arrival time)
+    LIMIT_PUT = 13  # (invocation id, seq, running 0/1, service, handler, key): held by a rule
+    LIMIT_DELETE = 14  # (invocation id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ TIMER_SLEEP = 1  # arg: completion id
 TIMER_RETRY = 2  # arg: unused
 TIMER_DELAYED_INVOKE = 3
 TIMER_CLEANUP = 4  # completion retention ran out: purge
+TIMER_ADMIT = 5  # a rate rule's next token: start what waits for it (invocation: ADMIT_TIMER_ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,29 @@ class RestartAsNew:
     token: int
 
 
+@dataclass(frozen=True, slots=True)
+class RuleChange:
+    """One entry of a PUT /limits/rules batch (the rule's full body) or of a bulk delete."""
+
+    pattern: str
+    delete: bool = False
+    concurrency: int | None = None
+    rate_per_s: float | None = None
+    burst: int | None = None
+    description: str | None = None
+    disabled: bool = False
+    precondition: str = "none"  # "none" | "matches" | "does_not_exist"
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRules:
+    """Admin: upsert or delete concurrency/rate rules, all or none (`/limits/rules`)."""
+
+    changes: tuple[RuleChange, ...]
+    token: int
+
+
 Command = (
     Invoke
     | SdkMessage
@@ -154,4 +178,5 @@ Command = (
     | Terminate
     | ReplaceState
     | RestartAsNew
+    | ChangeRules
 )

@@ -16,6 +16,7 @@ from perdure.protocol.ids import SIGNAL_CANCEL, IdError, InvocationId, random_se
 from perdure.server.processor import promises as prom
 from perdure.server.processor.batch import Op, WriteBatch, index_of
 from perdure.server.processor.commands import (
+    TIMER_ADMIT,
     TIMER_DELAYED_INVOKE,
     TIMER_RETRY,
     TIMER_SLEEP,
@@ -31,11 +32,13 @@ from perdure.server.processor.effects import (
     SendToAttempt,
     StartAttempt,
 )
+from perdure.server.processor.limits import Limits
 from perdure.server.processor.model import (
     COMPLETED,
     INBOXED,
     INVOKED,
     PAUSED,
+    READY,
     SCHEDULED,
     SUSPENDED,
     TIME_MS_MAX,
@@ -50,7 +53,8 @@ from perdure.server.processor.model import (
 from perdure.server.processor.schema import PolicyView, Schema, ServiceView, policy_of
 from perdure.server.storage.interface import Reader, Recovery
 
-EVICTABLE = frozenset((INBOXED, SCHEDULED, SUSPENDED, COMPLETED))
+EVICTABLE = frozenset((INBOXED, SCHEDULED, READY, SUSPENDED, COMPLETED))
+ADMIT_TIMER_ID = bytes(24)  # the timer that lets rate-limited invocations start is no invocation's
 KILLED = Failure(409, "killed")
 CANCELLED = Failure(409, "cancelled")
 
@@ -82,6 +86,10 @@ class ProcessorCore:
         self._dirty: dict[bytes, Invocation] = {}
         self._evict: set[bytes] = set()  # resident records that may leave memory after the commit
         self._now = 0
+        self._limits = Limits()
+        self._pumping = False
+        self._pump_again = False
+        self._admit_timer: Timer | None = None
 
     def recover(self, recovery: Recovery, now_ms: int) -> None:
         """Load what a (re)started processor needs and restart live invocations."""
@@ -91,11 +99,13 @@ class ProcessorCore:
         self._inbox_seq = max((seq for q in self._inbox.values() for seq, _ in q), default=0)
         for t in recovery.load_timers(self._config.timers_loaded_max):
             self._effects.append(ArmTimer(t))
+        self._limits.load(*recovery.load_limits())
         for inv in recovery.load_running():
             self._rehydrate(inv)
             self._resident[inv.id.raw] = inv
             if inv.status == INVOKED and (inv.next_retry_at_ms is None or inv.next_retry_at_ms <= now_ms):
                 self._start_attempt(inv)
+        self._pump()
 
     def take(self) -> tuple[WriteBatch, list[Effect]]:
         """The batch to commit and the effects to release after the commit."""
@@ -242,9 +252,48 @@ class ProcessorCore:
                 return
             self._locks[lk] = inv.id.raw
             self._batch.op(Op.LOCK_SET, t.service, t.key, inv.id.raw)
+        self._begin(inv)
+
+    def _begin(self, inv: Invocation) -> None:
+        """Start the invocation, unless a concurrency or rate rule holds it back: then it waits,
+        durably, as ready, until `_pump` finds the rules let it go."""
+        if self._limits.arrive(inv.id.raw, inv.target, self._now, self._batch) is False:
+            inv.status = READY
+            inv.limit_seq = self._limits.entries[inv.id.raw].seq
+            self._touch(inv)
+            self._pump()
+            return
         inv.status = INVOKED
         self._touch(inv)
         self._start_attempt(inv)
+
+    def _pump(self) -> None:
+        """Start the queued invocations the rules now let go; arm a timer for the next token."""
+        if self._pumping:  # a start completed something (service gone): go round again
+            self._pump_again = True
+            return
+        self._pumping = True
+        try:
+            again = True
+            while again:
+                self._pump_again = False
+                started, wake_ms = self._limits.ready(self._now, self._batch)
+                for raw in started:
+                    inv = self._get(raw)
+                    if inv is None or inv.status != READY:
+                        self._limits.release(raw, self._batch)
+                        continue
+                    inv.status = INVOKED
+                    self._touch(inv)
+                    self._start_attempt(inv)
+                if wake_ms is not None and (
+                    self._admit_timer is None or wake_ms < self._admit_timer.wake_at_ms
+                ):
+                    self._admit_timer = Timer(wake_ms, ADMIT_TIMER_ID, TIMER_ADMIT)
+                    self._add_timer(self._admit_timer)
+                again = self._pump_again
+        finally:
+            self._pumping = False
 
     def _release_lock(self, inv: Invocation) -> None:
         t = inv.target
@@ -265,9 +314,7 @@ class ProcessorCore:
                 del self._inbox[lk]
             self._locks[lk] = raw
             self._batch.op(Op.LOCK_SET, t.service, t.key, raw)
-            nxt.status = INVOKED
-            self._touch(nxt)
-            self._start_attempt(nxt)
+            self._begin(nxt)
             return
         self._inbox.pop(lk, None)
         del self._locks[lk]
@@ -367,6 +414,11 @@ class ProcessorCore:
 
     def _on_timer(self, timer: Timer) -> None:
         self._batch.timers_delete.append(timer)
+        if timer.kind == TIMER_ADMIT:
+            if self._admit_timer is not None and self._admit_timer.wake_at_ms <= timer.wake_at_ms:
+                self._admit_timer = None
+            self._pump()
+            return
         inv = self._get(timer.invocation)
         if inv is None or inv.status == COMPLETED:
             return
@@ -413,7 +465,7 @@ class ProcessorCore:
         target = self._get(raw)
         if target is None or target.status == COMPLETED:
             return
-        if idx == SIGNAL_CANCEL and target.status in (INBOXED, SCHEDULED):
+        if idx == SIGNAL_CANCEL and target.status in (INBOXED, SCHEDULED, READY):
             self._complete(target, Outcome(failure=CANCELLED))
             return
         n = pb.NotificationMessage(signal_id=idx, **result)
@@ -465,10 +517,13 @@ class ProcessorCore:
         for ref in inv.attached:
             self._deliver_outcome(ref, outcome)
         inv.attached = []
+        freed = self._limits.release(raw, self._batch)  # before the lock: the next on the key may take it
         if was == INBOXED:
             self._drop_from_inbox(inv)
         elif was != SCHEDULED:
             self._release_lock(inv)
+        if freed:
+            self._pump()
         if inv.completion_retention_ms <= 0:
             self._purge(inv)
         elif inv.journal_retention_ms <= 0:

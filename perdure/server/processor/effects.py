@@ -4,6 +4,7 @@ batch that produced them is durable."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from perdure.server.processor.commands import Timer
 from perdure.server.processor.model import Entry, Outcome, Target
@@ -23,6 +24,7 @@ class Reply:
     code: int = 200
     message: str = ""
     source: str = "invocation"  # who the error is attributed to: "ingress" | "invocation"
+    data: Any = None  # an admin answer's body (rules written, patterns removed)
 
 
 @dataclass(frozen=True, slots=True)

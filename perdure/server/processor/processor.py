@@ -12,6 +12,7 @@ from perdure.server.processor.commands import (
     Attach,
     AttemptFailed,
     AttemptOpened,
+    ChangeRules,
     Command,
     CompleteAwakeable,
     Invoke,
@@ -54,5 +55,7 @@ class Processor(JournalCommands, Requests, Restarts):
             self._on_replace_state(cmd)
         elif isinstance(cmd, RestartAsNew):
             self._on_restart_as_new(cmd)
+        elif isinstance(cmd, ChangeRules):
+            self._on_change_rules(cmd)
         else:  # pragma: no cover - exhaustive
             raise AssertionError(f"unknown command {cmd!r}")

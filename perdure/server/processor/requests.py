@@ -14,6 +14,7 @@ from perdure.server.processor.batch import Op
 from perdure.server.processor.commands import (
     TIMER_RETRY,
     Attach,
+    ChangeRules,
     CompleteAwakeable,
     Invoke,
     ReplaceState,
@@ -26,6 +27,7 @@ from perdure.server.processor.effects import (
     Reply,
 )
 from perdure.server.processor.identity import invocation_id_for
+from perdure.server.processor.limits import RuleError
 from perdure.server.processor.model import (
     COMPLETED,
     INBOXED,
@@ -176,6 +178,15 @@ class Requests(ProcessorCore):
         for k, v in cmd.state:
             self._batch.op(Op.STATE_SET, cmd.service, cmd.key, k, v)
         self._answer(cmd.token, 202)
+
+    def _on_change_rules(self, cmd: ChangeRules) -> None:
+        try:
+            written = self._limits.change(list(cmd.changes), self._now, self._batch)
+        except RuleError as e:
+            self._answer(cmd.token, e.status, e.message)
+            return
+        self._effects.append(Reply(cmd.token, "ok", code=200, data=written))
+        self._pump()  # a loosened or removed rule lets waiting invocations go
 
     def _kill_tree(self, inv: Invocation) -> None:
         """Kill the invocation and, as Restate does, the calls it still waits on."""

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from perdure.server.query.encode import _JSON_OF, _declared, _dur_ms, _ts_ms
 from perdure.server.query.engine import QueryResult
-from perdure.server.query.tables import BIN, BOOL, DUR, LIST_U32, LIST_UTF8, TS, U32, U64, UTF8
+from perdure.server.query.tables import BIN, BOOL, DUR, F64, LIST_U32, LIST_UTF8, TS, U32, U64, UTF8
 
 _ARROW: dict[str, pa.DataType] = {
     UTF8: pa.large_string(),
@@ -23,6 +23,7 @@ _ARROW: dict[str, pa.DataType] = {
     BIN: pa.large_binary(),
     LIST_U32: pa.list_(pa.uint32()),
     LIST_UTF8: pa.list_(pa.large_string()),
+    F64: pa.float64(),
 }
 
 

@@ -15,6 +15,7 @@ from http import HTTPStatus
 import orjson
 
 from perdure.protocol.ids import ALPHABET, PK_CHARS, UUID_CHARS, partition_key_of
+from perdure.server.processor.limits import matches, parse_pattern
 from perdure.server.query.entries import kind_name, view
 
 U64_SIGN = 1 << 63
@@ -182,6 +183,10 @@ def _kind(msg_type: int | None) -> str | None:
     return None if msg_type is None else kind_name(int(msg_type))
 
 
+def _rule_matches(pattern: str, service: str, handler: str, key: str | None) -> int:
+    return 1 if matches(parse_pattern(pattern), (service, handler, key)) else 0
+
+
 def register(conn: sqlite3.Connection, ctx: QueryContext) -> None:
     """Install every function on `conn`; the live ones read `ctx`."""
     pure = {"deterministic": True}
@@ -197,6 +202,7 @@ def register(conn: sqlite3.Connection, ctx: QueryContext) -> None:
     conn.create_function("perdure_failure", 1, failure_text, **pure)
     conn.create_function("perdure_error_code", 1, error_code, **pure)
     conn.create_function("perdure_transient_error", 1, transient_error_json, **pure)
+    conn.create_function("perdure_rule_matches", 4, _rule_matches, **pure)
     conn.create_function("perdure_in_flight", 1, lambda raw: 1 if bytes(raw) in ctx.live else 0)
     conn.create_function("perdure_deployments", 0, lambda: ctx.deployments_json)
     conn.create_function("perdure_services", 0, lambda: ctx.services_json)

@@ -15,6 +15,7 @@ DUR: Final = "Duration(ms)"
 BIN: Final = "LargeBinary"
 LIST_U32: Final = "List(UInt32)"
 LIST_UTF8: Final = "List(LargeUtf8)"
+F64: Final = "Float64"
 
 # Columns Restate declares NOT NULL; every other column is nullable.
 NOT_NULL: Final = frozenset({("sys_invocation", "status")})
@@ -325,6 +326,17 @@ TABLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("entry_id", UTF8),
         ("entry_kind", UTF8),
         *_VQUEUE_ENTRY,
+    ),
+    # Perdure's own (Restate has no rate limits): every rule with its live usage and token bucket.
+    "perdure_limits": (
+        ("pattern", UTF8),
+        ("disabled", BOOL),
+        ("concurrency", U32),
+        ("running", U64),
+        ("waiting", U64),
+        ("rate_per_s", F64),
+        ("burst", U32),
+        ("next_start_at", TS),
     ),
 }
 

@@ -198,6 +198,52 @@ DEPLOYMENT: dict[str, str] = {
     "services": _obj("services"),
 }
 
+_RULE = "CAST(r.record AS TEXT)"
+
+
+def _rule(field: str) -> str:
+    return f"json_extract({_RULE}, '$.{field}')"
+
+
+def _held(running: int) -> str:
+    """How many invocations an enabled rule holds running (1) or queued (0)."""
+    return (
+        f"CASE WHEN {_rule('x')} OR ({_rule('c')} IS NULL AND {_rule('r')} IS NULL) THEN 0 "
+        "ELSE (SELECT count(*) FROM main.limit_entry e "
+        f"WHERE e.running = {running} AND perdure_rule_matches(r.pattern, e.service, e.handler, e.key)) END"
+    )
+
+
+RULES: dict[str, str] = {
+    "pattern": "r.pattern",
+    "concurrency": _rule("c"),
+    "description": _rule("d"),
+    "disabled": _rule("x"),
+    "version": _rule("v"),
+    "last_modified": f"perdure_ts({_rule('m')})",
+}
+
+USER_LIMITS: dict[str, str] = {
+    "partition_key": "0",
+    "rule_pattern": "r.pattern",
+    "usage": _held(1),
+    "concurrency_limit": _rule("c"),
+    "available": f"max(0, {_rule('c')} - {_held(1)})",
+    "num_waiters": _held(0),
+}
+
+LIMITS: dict[str, str] = {
+    "pattern": "r.pattern",
+    "disabled": _rule("x"),
+    "concurrency": _rule("c"),
+    "running": _held(1),
+    "waiting": _held(0),
+    "rate_per_s": _rule("r"),
+    "burst": f"CASE WHEN {_rule('r')} IS NOT NULL THEN COALESCE({_rule('b')}, 1) END",
+    "next_start_at": f"CASE WHEN {_rule('r')} IS NOT NULL THEN perdure_ts(max(r.tat - "
+    f"(COALESCE({_rule('b')}, 1) - 1) * CAST(round(1000000.0 / {_rule('r')}) AS INTEGER), 0) / 1000) END",
+}
+
 # table -> (column expressions, FROM ... WHERE ...)
 SOURCES: dict[str, tuple[Mapping[str, str], str]] = {
     "sys_invocation": (INVOCATION, "main.invocation i"),
@@ -211,6 +257,9 @@ SOURCES: dict[str, tuple[Mapping[str, str], str]] = {
     "sys_promise": (PROMISE, "main.promise p"),
     "sys_service": (SERVICE, "json_each(perdure_services()) c"),
     "sys_deployment": (DEPLOYMENT, "json_each(perdure_deployments()) c"),
+    "sys_rules": (RULES, "main.limit_rule r"),
+    "sys_user_limits": (USER_LIMITS, f"main.limit_rule r WHERE {_rule('c')} IS NOT NULL"),
+    "perdure_limits": (LIMITS, "main.limit_rule r"),
 }
 
 

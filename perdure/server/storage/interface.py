@@ -43,6 +43,11 @@ class Recovery(Protocol):
     def load_locks(self) -> dict[tuple[str, str], bytes]: ...
     def load_inbox(self) -> dict[tuple[str, str], list[tuple[int, bytes]]]: ...  # key -> [(seq, id)]
     def load_timers(self, limit: int) -> list[Timer]: ...
+    # Concurrency/rate rules: (pattern, record, bucket tat_us) and the entries they hold:
+    # (invocation id, seq, running 0/1, service, handler, key).
+    def load_limits(
+        self,
+    ) -> tuple[list[tuple[str, bytes, int]], list[tuple[bytes, int, int, str, str, str | None]]]: ...
 
 
 class Storage(Reader, Recovery, Protocol):

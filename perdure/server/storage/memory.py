@@ -31,6 +31,8 @@ class MemoryStorage:
         self.inbox: dict[tuple[str, str], dict[int, bytes]] = defaultdict(dict)
         self.promises: dict[tuple[str, str, str], bytes] = {}
         self.meta: dict[str, bytes] = {}
+        self.rules: dict[str, list[Any]] = {}  # pattern -> [record, tat]
+        self.limit_entries: dict[bytes, tuple[int, int, str, str, str | None]] = {}
         self.fail_next_commit = False
         self.commits = 0
 
@@ -83,6 +85,17 @@ class MemoryStorage:
             self.inbox[(a[0], a[1])].pop(a[2], None)
         elif kind is Op.PROMISE_PUT:
             self.promises[(a[0], a[1], a[2])] = a[3]
+        elif kind is Op.RULE_PUT:
+            self.rules.setdefault(a[0], [a[1], 0])[0] = a[1]
+        elif kind is Op.RULE_DELETE:
+            self.rules.pop(a[0], None)
+        elif kind is Op.RULE_TAT:
+            if a[0] in self.rules:
+                self.rules[a[0]][1] = a[1]
+        elif kind is Op.LIMIT_PUT:
+            self.limit_entries[a[0]] = (a[1], a[2], a[3], a[4], a[5])
+        elif kind is Op.LIMIT_DELETE:
+            self.limit_entries.pop(a[0], None)
         elif kind is Op.PROMISE_CLEAR:
             for k in [k for k in self.promises if k[0] == a[0] and k[1] == a[1]]:
                 del self.promises[k]
@@ -129,6 +142,13 @@ class MemoryStorage:
 
     def load_inbox(self) -> dict[tuple[str, str], list[tuple[int, bytes]]]:
         return {k: sorted(v.items()) for k, v in self.inbox.items() if v}
+
+    def load_limits(
+        self,
+    ) -> tuple[list[tuple[str, bytes, int]], list[tuple[bytes, int, int, str, str, str | None]]]:
+        rules = [(p, rec, tat) for p, (rec, tat) in self.rules.items()]
+        entries = sorted(((raw, *e) for raw, e in self.limit_entries.items()), key=lambda e: e[1])
+        return rules, entries
 
     def load_timers(self, limit: int) -> list[Timer]:
         return sorted(self.timers)[:limit]

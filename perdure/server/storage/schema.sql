@@ -55,3 +55,16 @@ CREATE TABLE IF NOT EXISTS promise (
   record BLOB NOT NULL,
   PRIMARY KEY (service, key, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS limit_rule ( -- concurrency/rate rules (/limits/rules)
+  pattern TEXT PRIMARY KEY,
+  record BLOB NOT NULL,
+  tat INTEGER NOT NULL DEFAULT 0 -- token bucket: theoretical arrival time of the next start (us)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS limit_entry ( -- invocations a rule holds: running, or queued in seq order
+  id BLOB PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  running INTEGER NOT NULL,
+  service TEXT NOT NULL,
+  handler TEXT NOT NULL,
+  key TEXT
+) WITHOUT ROWID;

@@ -42,6 +42,13 @@ _OP_SQL = {
     Op.INBOX_DELETE: "DELETE FROM inbox WHERE service = ? AND key = ? AND seq = ?",
     Op.PROMISE_PUT: "INSERT OR REPLACE INTO promise (service, key, name, record) VALUES (?, ?, ?, ?)",
     Op.PROMISE_CLEAR: "DELETE FROM promise WHERE service = ? AND key = ?",
+    Op.RULE_PUT: "INSERT INTO limit_rule (pattern, record) VALUES (?, ?) "
+    "ON CONFLICT (pattern) DO UPDATE SET record = excluded.record",
+    Op.RULE_DELETE: "DELETE FROM limit_rule WHERE pattern = ?",
+    Op.RULE_TAT: "UPDATE limit_rule SET tat = ?2 WHERE pattern = ?1",
+    Op.LIMIT_PUT: "INSERT OR REPLACE INTO limit_entry (id, seq, running, service, handler, key) "
+    "VALUES (?, ?, ?, ?, ?, ?)",
+    Op.LIMIT_DELETE: "DELETE FROM limit_entry WHERE id = ?",
 }
 
 log = logging.getLogger("perdure.storage")
@@ -309,6 +316,21 @@ class SqliteStorage:
         ):
             out[(s, k)].append((seq, bytes(i)))
         return dict(out)
+
+    def load_limits(
+        self,
+    ) -> tuple[list[tuple[str, bytes, int]], list[tuple[bytes, int, int, str, str, str | None]]]:
+        r = self._r()
+        rules = [
+            (p, bytes(rec), tat) for p, rec, tat in r.execute("SELECT pattern, record, tat FROM limit_rule")
+        ]
+        entries = [
+            (bytes(i), seq, running, s, h, k)
+            for i, seq, running, s, h, k in r.execute(
+                "SELECT id, seq, running, service, handler, key FROM limit_entry ORDER BY seq"
+            )
+        ]
+        return rules, entries
 
     def load_timers(self, limit: int) -> list[Timer]:
         rows = (

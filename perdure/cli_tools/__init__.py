@@ -11,11 +11,13 @@ import typer
 
 from perdure.cli_tools.invocation_commands import cancel, invocation, invocations, kill, purge
 from perdure.cli_tools.registry_commands import deployments_app, services
+from perdure.cli_tools.schedule_commands import schedules_app
 from perdure.cli_tools.sql_commands import sql, state
 
 
 def install(app: typer.Typer) -> None:
     """Add the admin commands to the `perdure` Typer app."""
     app.add_typer(deployments_app, name="deployments")
+    app.add_typer(schedules_app, name="schedules")
     for fn in (services, invocations, invocation, sql, state, cancel, kill, purge):
         app.command(fn.__name__)(fn)

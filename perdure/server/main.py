@@ -146,6 +146,7 @@ async def serve(settings: Settings) -> None:
     ingress = Ingress(registry, runtime, request_size_max=settings.request_size_max_bytes)
     from perdure.server.admin.invocations import invocation_routes
     from perdure.server.admin.limits import limits_routes
+    from perdure.server.admin.schedules import schedule_routes
 
     async def replace_state(service: str, key: str, state: dict[bytes, bytes]) -> None:
         await runtime.call(lambda token: ReplaceState(service, key, tuple(state.items()), token))
@@ -166,6 +167,7 @@ async def serve(settings: Settings) -> None:
         extra_routes=[
             *invocation_routes(runtime),
             *limits_routes(runtime),
+            *schedule_routes(runtime, registry),
             *query_routes(query_engine),
             *state_routes(registry, replace_state),
             *journal_routes(storage.get_journal),

@@ -74,6 +74,7 @@ class Runtime:
         self.healthy = True
         self.batches = 0
         self.commands = 0
+        self._flushing = False
 
     def resident(self) -> dict[bytes, Invocation]:
         """The current processor's resident invocations (for introspection)."""
@@ -224,11 +225,19 @@ class Runtime:
         self.healthy = True
         log.info("processor rebuilt from storage; accepting work again")
 
+    def idle(self) -> bool:
+        """Nothing queued and no batch being committed (the test harness waits for this)."""
+        return not self._queue and not self._flushing
+
     async def _flush(self) -> None:
         batch, effects = self._processor.take()
-        if batch:
-            await self._storage.commit_batch(batch)
-            self.batches += 1
+        self._flushing = True
+        try:
+            if batch:
+                await self._storage.commit_batch(batch)
+                self.batches += 1
+        finally:
+            self._flushing = False
         self._processor.committed()
         self._release(effects)
 

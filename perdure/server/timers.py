@@ -84,6 +84,14 @@ class TimerService:
     def __len__(self) -> int:
         return len(self._heap)
 
+    def clock_moved(self) -> None:
+        """The clock jumped forward (the test harness): look again at what is due."""
+        self._changed.set()
+
+    def due(self, now_ms: int) -> bool:
+        """Whether a resident timer is due at `now_ms` and not fired yet."""
+        return bool(self._heap) and self._heap[0].wake_at_ms <= now_ms
+
     async def run(self) -> None:
         heap = self._heap
         while True:

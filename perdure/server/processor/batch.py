@@ -31,6 +31,8 @@ class Op(IntEnum):
     RULE_TAT = 12  # (pattern, tat_us): the rule's token bucket (theoretical arrival time)
     LIMIT_PUT = 13  # (invocation id, seq, running 0/1, service, handler, key): held by a rule
     LIMIT_DELETE = 14  # (invocation id)
+    SCHEDULE_PUT = 15  # (name, record)
+    SCHEDULE_DELETE = 16  # (name)
 
 
 @dataclass(frozen=True, slots=True)

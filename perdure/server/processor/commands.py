@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from perdure.protocol.ids import AwakeableRef
 from perdure.server.processor.model import Failure, Target
+from perdure.server.processor.schedules import Schedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ TIMER_SLEEP = 1  # arg: completion id
 TIMER_RETRY = 2  # arg: unused
 TIMER_DELAYED_INVOKE = 3
 TIMER_CLEANUP = 4  # completion retention ran out: purge
+TIMER_SCHEDULE = 6  # a schedule's next tick (invocation: schedules.timer_id(name))
 TIMER_ADMIT = 5  # a rate rule's next token: start what waits for it (invocation: ADMIT_TIMER_ID)
 
 
@@ -167,6 +169,16 @@ class ChangeRules:
     token: int
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeSchedule:
+    """Admin: put, delete, pause, resume, get or list schedules."""
+
+    action: str  # "put" | "delete" | "pause" | "resume" | "get" | "list"
+    name: str
+    schedule: Schedule | None
+    token: int
+
+
 Command = (
     Invoke
     | SdkMessage
@@ -179,4 +191,5 @@ Command = (
     | ReplaceState
     | RestartAsNew
     | ChangeRules
+    | ChangeSchedule
 )

@@ -6,6 +6,7 @@ timers, notifications, completion. The commands themselves live in
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +91,9 @@ class ProcessorCore:
         self._pumping = False
         self._pump_again = False
         self._admit_timer: Timer | None = None
+        # Extensions (schedules): timer kinds handled elsewhere, and what to do when an invocation ends.
+        self._timer_kinds: dict[int, Callable[[Timer], None]] = {}
+        self._on_complete: dict[bytes, Callable[[Invocation], None]] = {}
 
     def recover(self, recovery: Recovery, now_ms: int) -> None:
         """Load what a (re)started processor needs and restart live invocations."""
@@ -414,6 +418,10 @@ class ProcessorCore:
 
     def _on_timer(self, timer: Timer) -> None:
         self._batch.timers_delete.append(timer)
+        extension = self._timer_kinds.get(timer.kind)
+        if extension is not None:
+            extension(timer)
+            return
         if timer.kind == TIMER_ADMIT:
             if self._admit_timer is not None and self._admit_timer.wake_at_ms <= timer.wake_at_ms:
                 self._admit_timer = None
@@ -524,6 +532,9 @@ class ProcessorCore:
             self._release_lock(inv)
         if freed:
             self._pump()
+        hook = self._on_complete.pop(raw, None)
+        if hook is not None:
+            hook(inv)
         if inv.completion_retention_ms <= 0:
             self._purge(inv)
         elif inv.journal_retention_ms <= 0:

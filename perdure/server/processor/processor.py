@@ -13,6 +13,7 @@ from perdure.server.processor.commands import (
     AttemptFailed,
     AttemptOpened,
     ChangeRules,
+    ChangeSchedule,
     Command,
     CompleteAwakeable,
     Invoke,
@@ -26,11 +27,12 @@ from perdure.server.processor.core import CANCELLED, EVICTABLE, KILLED, Processo
 from perdure.server.processor.journal import _COMMAND_HANDLERS, JournalCommands
 from perdure.server.processor.requests import Requests
 from perdure.server.processor.restart import Restarts
+from perdure.server.processor.scheduling import ScheduleCommands
 
 __all__ = ["CANCELLED", "EVICTABLE", "KILLED", "_COMMAND_HANDLERS", "Processor", "ProcessorConfig"]
 
 
-class Processor(JournalCommands, Requests, Restarts):
+class Processor(JournalCommands, Requests, Restarts, ScheduleCommands):
     def apply(self, cmd: Command, now_ms: int) -> None:
         self._now = now_ms
         if isinstance(cmd, SdkMessage):
@@ -57,5 +59,7 @@ class Processor(JournalCommands, Requests, Restarts):
             self._on_restart_as_new(cmd)
         elif isinstance(cmd, ChangeRules):
             self._on_change_rules(cmd)
+        elif isinstance(cmd, ChangeSchedule):
+            self._on_change_schedule(cmd)
         else:  # pragma: no cover - exhaustive
             raise AssertionError(f"unknown command {cmd!r}")

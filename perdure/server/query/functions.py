@@ -16,6 +16,7 @@ import orjson
 
 from perdure.protocol.ids import ALPHABET, PK_CHARS, UUID_CHARS, partition_key_of
 from perdure.server.processor.limits import matches, parse_pattern
+from perdure.server.processor.schedules import NEXT_RUNS_SHOWN, Schedule, next_runs
 from perdure.server.query.entries import kind_name, view
 
 U64_SIGN = 1 << 63
@@ -187,6 +188,12 @@ def _rule_matches(pattern: str, service: str, handler: str, key: str | None) -> 
     return 1 if matches(parse_pattern(pattern), (service, handler, key)) else 0
 
 
+def _schedule_next_runs(record: bytes) -> str:
+    s = Schedule.decode(bytes(record))
+    runs = next_runs(s, s.next_ms, NEXT_RUNS_SHOWN) if s.next_ms is not None else []
+    return orjson.dumps([timestamp_text(ms) for ms in runs]).decode()
+
+
 def register(conn: sqlite3.Connection, ctx: QueryContext) -> None:
     """Install every function on `conn`; the live ones read `ctx`."""
     pure = {"deterministic": True}
@@ -203,6 +210,7 @@ def register(conn: sqlite3.Connection, ctx: QueryContext) -> None:
     conn.create_function("perdure_error_code", 1, error_code, **pure)
     conn.create_function("perdure_transient_error", 1, transient_error_json, **pure)
     conn.create_function("perdure_rule_matches", 4, _rule_matches, **pure)
+    conn.create_function("perdure_schedule_next_runs", 1, _schedule_next_runs, **pure)
     conn.create_function("perdure_in_flight", 1, lambda raw: 1 if bytes(raw) in ctx.live else 0)
     conn.create_function("perdure_deployments", 0, lambda: ctx.deployments_json)
     conn.create_function("perdure_services", 0, lambda: ctx.services_json)

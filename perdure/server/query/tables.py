@@ -338,6 +338,23 @@ TABLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("burst", U32),
         ("next_start_at", TS),
     ),
+    # Perdure's own: schedules with their next runs.
+    "perdure_schedules": (
+        ("name", UTF8),
+        ("target", UTF8),
+        ("cron", UTF8),
+        ("every", DUR),
+        ("timezone", UTF8),
+        ("overlap", UTF8),
+        ("catch_up_max", U32),
+        ("paused", BOOL),
+        ("next_run_at", TS),
+        ("next_runs", LIST_UTF8),
+        ("last_tick_at", TS),
+        ("last_invocation_id", UTF8),
+        ("fired", U64),
+        ("skipped", U64),
+    ),
 }
 
 

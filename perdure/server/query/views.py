@@ -244,6 +244,30 @@ LIMITS: dict[str, str] = {
     f"(COALESCE({_rule('b')}, 1) - 1) * CAST(round(1000000.0 / {_rule('r')}) AS INTEGER), 0) / 1000) END",
 }
 
+_SCHED = "CAST(sc.record AS TEXT)"
+
+
+def _sched(field: str) -> str:
+    return f"json_extract({_SCHED}, '$.{field}')"
+
+
+SCHEDULES: dict[str, str] = {
+    "name": "sc.name",
+    "target": f"{_sched('service')} || COALESCE('/' || {_sched('key')}, '') || '/' || {_sched('handler')}",
+    "cron": _sched("cron"),
+    "every": f"perdure_dur({_sched('every_ms')})",
+    "timezone": _sched("timezone"),
+    "overlap": _sched("overlap"),
+    "catch_up_max": _sched("catch_up_max"),
+    "paused": _sched("paused"),
+    "next_run_at": f"perdure_ts({_sched('next_ms')})",
+    "next_runs": "perdure_schedule_next_runs(sc.record)",
+    "last_tick_at": f"perdure_ts({_sched('last_tick_ms')})",
+    "last_invocation_id": _sched("last_invocation"),
+    "fired": _sched("fired"),
+    "skipped": _sched("skipped"),
+}
+
 # table -> (column expressions, FROM ... WHERE ...)
 SOURCES: dict[str, tuple[Mapping[str, str], str]] = {
     "sys_invocation": (INVOCATION, "main.invocation i"),
@@ -260,6 +284,7 @@ SOURCES: dict[str, tuple[Mapping[str, str], str]] = {
     "sys_rules": (RULES, "main.limit_rule r"),
     "sys_user_limits": (USER_LIMITS, f"main.limit_rule r WHERE {_rule('c')} IS NOT NULL"),
     "perdure_limits": (LIMITS, "main.limit_rule r"),
+    "perdure_schedules": (SCHEDULES, "main.schedule sc"),
 }
 
 

@@ -48,6 +48,7 @@ class Recovery(Protocol):
     def load_limits(
         self,
     ) -> tuple[list[tuple[str, bytes, int]], list[tuple[bytes, int, int, str, str, str | None]]]: ...
+    def load_schedules(self) -> list[bytes]: ...  # schedule records
 
 
 class Storage(Reader, Recovery, Protocol):

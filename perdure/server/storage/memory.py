@@ -33,6 +33,7 @@ class MemoryStorage:
         self.meta: dict[str, bytes] = {}
         self.rules: dict[str, list[Any]] = {}  # pattern -> [record, tat]
         self.limit_entries: dict[bytes, tuple[int, int, str, str, str | None]] = {}
+        self.schedules: dict[str, bytes] = {}
         self.fail_next_commit = False
         self.commits = 0
 
@@ -96,6 +97,10 @@ class MemoryStorage:
             self.limit_entries[a[0]] = (a[1], a[2], a[3], a[4], a[5])
         elif kind is Op.LIMIT_DELETE:
             self.limit_entries.pop(a[0], None)
+        elif kind is Op.SCHEDULE_PUT:
+            self.schedules[a[0]] = a[1]
+        elif kind is Op.SCHEDULE_DELETE:
+            self.schedules.pop(a[0], None)
         elif kind is Op.PROMISE_CLEAR:
             for k in [k for k in self.promises if k[0] == a[0] and k[1] == a[1]]:
                 del self.promises[k]
@@ -149,6 +154,9 @@ class MemoryStorage:
         rules = [(p, rec, tat) for p, (rec, tat) in self.rules.items()]
         entries = sorted(((raw, *e) for raw, e in self.limit_entries.items()), key=lambda e: e[1])
         return rules, entries
+
+    def load_schedules(self) -> list[bytes]:
+        return [self.schedules[name] for name in sorted(self.schedules)]
 
     def load_timers(self, limit: int) -> list[Timer]:
         return sorted(self.timers)[:limit]

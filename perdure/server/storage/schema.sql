@@ -68,3 +68,7 @@ CREATE TABLE IF NOT EXISTS limit_entry ( -- invocations a rule holds: running, o
   handler TEXT NOT NULL,
   key TEXT
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS schedule ( -- cron and interval schedules (/schedules)
+  name TEXT PRIMARY KEY,
+  record BLOB NOT NULL
+) WITHOUT ROWID;

@@ -49,6 +49,8 @@ _OP_SQL = {
     Op.LIMIT_PUT: "INSERT OR REPLACE INTO limit_entry (id, seq, running, service, handler, key) "
     "VALUES (?, ?, ?, ?, ?, ?)",
     Op.LIMIT_DELETE: "DELETE FROM limit_entry WHERE id = ?",
+    Op.SCHEDULE_PUT: "INSERT OR REPLACE INTO schedule (name, record) VALUES (?, ?)",
+    Op.SCHEDULE_DELETE: "DELETE FROM schedule WHERE name = ?",
 }
 
 log = logging.getLogger("perdure.storage")
@@ -331,6 +333,9 @@ class SqliteStorage:
             )
         ]
         return rules, entries
+
+    def load_schedules(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self._r().execute("SELECT record FROM schedule ORDER BY name")]
 
     def load_timers(self, limit: int) -> list[Timer]:
         rows = (

@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from perdure.server.ingress.durations import DurationError, parse_duration_ms
 from perdure.server.processor.commands import ChangeSchedule
 from perdure.server.processor.schedules import Schedule, ScheduleError, validate
 from perdure.server.registry import Registry
 from perdure.server.runtime import Runtime, Unavailable
+from perdure.server.units import DurationError, parse_duration_ms
 
 NAME = re.compile(r"[a-zA-Z0-9_.\-]{1,200}")
 _FIELDS = frozenset(("target", "body", "cron", "every", "timezone", "overlap", "catch_up_max", "paused"))

@@ -190,13 +190,14 @@ async def test_batch_endpoint_applies_one_operation_to_many_invocations(
         await output_of(ingress, new_id)
     assert all(workspace.ledger.events(tag) == ["one", "two", "one", "two"] for tag in tags)
     sleeping = [(await ingress.send("Restartable/sleep", 60_000)).invocation_id for _ in range(2)]
-    resp = httpx.post(
-        f"{server.admin_url}/invocations/batch",
-        json={"operation": "kill", "invocation_ids": [*sleeping, done[0]]},
+    resp = httpx.post(  # the operation in the path, as the web UI sends it
+        f"{server.admin_url}/invocations/batch/kill",
+        json={"invocation_ids": [*sleeping, done[0]]},
         timeout=ADMIN_TIMEOUT_S,
     )
     statuses = [r["status"] for r in resp.json()["results"]]
     assert statuses == [200, 200, 409], resp.text
+    assert resp.json()["failed_invocation_ids"] == [done[0]]
     resp = httpx.post(
         f"{server.admin_url}/invocations/batch",
         json={"operation": "purge", "invocation_ids": [*sleeping, *new_ids]},

@@ -123,7 +123,7 @@ def invocation_routes(runtime: Runtime) -> list[BaseRoute]:
         return Response(status_code=202, headers={"content-length": "0"})
 
     async def batch(request: Request) -> Response:
-        parsed = await _batch_request(request)
+        parsed = await _batch_request(request, request.path_params.get("operation"))
         if isinstance(parsed, Response):
             return parsed
         operation, ids, restart = parsed
@@ -144,13 +144,20 @@ def invocation_routes(runtime: Runtime) -> list[BaseRoute]:
                 result.update(status=reply.code)
                 if operation == "restart-as-new":
                     result["new_invocation_id"] = reply.invocation_id
-        failed = sum(1 for r in results if r["status"] >= 300)
+        failed = [r["invocation_id"] for r in results if r["status"] >= 300]
         return JSONResponse(
-            {"operation": operation, "succeeded": len(results) - failed, "failed": failed, "results": results}
+            {
+                "operation": operation,
+                "succeeded": len(results) - len(failed),
+                "failed": len(failed),
+                "failed_invocation_ids": failed,
+                "results": results,
+            }
         )
 
     return [
         Route("/invocations/batch", batch, methods=["POST"]),
+        Route("/invocations/batch/{operation}", batch, methods=["POST"]),
         Route("/invocations/{id}/cancel", cancel, methods=["PATCH"]),
         Route("/invocations/{id}/kill", kill, methods=["PATCH"]),
         Route("/invocations/{id}/purge", purge, methods=["PATCH"]),
@@ -162,15 +169,18 @@ def invocation_routes(runtime: Runtime) -> list[BaseRoute]:
     ]
 
 
-async def _batch_request(request: Request) -> tuple[str, list[str], tuple[int | None, str | None]] | Response:
-    """`{"operation": ..., "invocation_ids": [...], "from"?: n, "deployment"?: ...}`, checked."""
+async def _batch_request(
+    request: Request, path_operation: str | None
+) -> tuple[str, list[str], tuple[int | None, str | None]] | Response:
+    """`{"operation": ..., "invocation_ids": [...], "from"?: n, "deployment"?: ...}`, checked; the
+    operation may come from the path instead (`/invocations/batch/{operation}`)."""
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return _error(400, f"Failed to parse the request body as JSON: {exc}")
     if not isinstance(body, dict):
         return _error(422, "the body must be a JSON object with 'operation' and 'invocation_ids'")
-    operation = body.get("operation")
+    operation = path_operation or body.get("operation")
     ids = body.get("invocation_ids")
     if operation not in BATCH_OPERATIONS:
         return _error(422, f"'operation' must be one of {', '.join(BATCH_OPERATIONS)}")

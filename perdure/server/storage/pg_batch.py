@@ -41,6 +41,28 @@ _COLUMNS: dict[Op, Callable[[tuple[Any, ...]], _Columns]] = {
 }
 
 
+# Rules, limit entries and schedules: global tables written by their own statements in the
+# batch's transaction (perdure_commit handles the keyed, partitioned operations).
+_EXTRA_SQL: dict[Op, str] = {
+    Op.RULE_PUT: "INSERT INTO limit_rule (pattern, record) VALUES ($1, $2) "
+    "ON CONFLICT (pattern) DO UPDATE SET record = excluded.record",
+    Op.RULE_DELETE: "DELETE FROM limit_rule WHERE pattern = $1",
+    Op.RULE_TAT: "UPDATE limit_rule SET tat = $2 WHERE pattern = $1",
+    Op.LIMIT_PUT: "INSERT INTO limit_entry (id, seq, running, service, handler, key) "
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, "
+    "running = excluded.running, service = excluded.service, handler = excluded.handler, key = excluded.key",
+    Op.LIMIT_DELETE: "DELETE FROM limit_entry WHERE id = $1",
+    Op.SCHEDULE_PUT: "INSERT INTO schedule (name, record) VALUES ($1, $2) "
+    "ON CONFLICT (name) DO UPDATE SET record = excluded.record",
+    Op.SCHEDULE_DELETE: "DELETE FROM schedule WHERE name = $1",
+}
+
+
+def extra_statements(b: WriteBatch) -> list[tuple[str, tuple[Any, ...]]]:
+    """The batch's rule, limit and schedule operations as (SQL, arguments), in order."""
+    return [(_EXTRA_SQL[kind], args) for kind, args in b.ops if kind in _EXTRA_SQL]
+
+
 def commit_args(b: WriteBatch) -> tuple[Any, ...]:
     """The batch's arguments after (owner, epochs, seq, bits)."""
     inv_ids = list(b.invocations)
@@ -58,6 +80,8 @@ def commit_args(b: WriteBatch) -> tuple[Any, ...]:
     names: list[str | None] = []
     pk_of: dict[str, int] = {}
     for kind, args in b.ops:
+        if kind in _EXTRA_SQL:
+            continue
         key = args[1]
         pk = pk_of.get(key)
         if pk is None:

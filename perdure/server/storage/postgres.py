@@ -32,7 +32,7 @@ from perdure.server.processor.batch import WriteBatch
 from perdure.server.processor.commands import Timer
 from perdure.server.processor.model import INVOKED, PAUSED, Entry, Invocation, decode_record
 from perdure.server.storage.interface import StorageError
-from perdure.server.storage.pg_batch import COMMIT_SQL, commit_args
+from perdure.server.storage.pg_batch import COMMIT_SQL, commit_args, extra_statements
 from perdure.server.storage.pg_schema import migrate
 
 log = logging.getLogger("perdure.storage.postgres")
@@ -119,8 +119,17 @@ class PostgresStorage:
     async def commit_batch(self, batch: WriteBatch) -> None:
         self._seq += 1
         args = commit_args(batch)
+        extras = extra_statements(batch)
         try:
-            await self._p().execute(COMMIT_SQL, self.node_name, self._epochs, self._seq, self._bits, *args)
+            if not extras:
+                await self._p().execute(
+                    COMMIT_SQL, self.node_name, self._epochs, self._seq, self._bits, *args
+                )
+            else:
+                async with self._p().acquire() as conn, conn.transaction():
+                    await conn.execute(COMMIT_SQL, self.node_name, self._epochs, self._seq, self._bits, *args)
+                    for sql, params in extras:
+                        await conn.execute(sql, *params)
         except asyncpg.PostgresError as exc:
             if getattr(exc, "sqlstate", None) == FENCED_SQLSTATE:
                 raise FencedError(f"postgresql: {exc}") from exc
@@ -228,6 +237,23 @@ class PostgresStorage:
         for s, k, seq, i in self._rows("SELECT service, key, seq, id FROM inbox ORDER BY service, key, seq"):
             out[(s, k)].append((seq, bytes(i)))
         return dict(out)
+
+    def load_limits(
+        self,
+    ) -> tuple[list[tuple[str, bytes, int]], list[tuple[bytes, int, int, str, str, str | None]]]:
+        rules = [
+            (p, bytes(rec), tat) for p, rec, tat in self._rows("SELECT pattern, record, tat FROM limit_rule")
+        ]
+        entries = [
+            (bytes(i), seq, running, s, h, k)
+            for i, seq, running, s, h, k in self._rows(
+                "SELECT id, seq, running, service, handler, key FROM limit_entry ORDER BY seq"
+            )
+        ]
+        return rules, entries
+
+    def load_schedules(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self._rows("SELECT record FROM schedule ORDER BY name")]
 
     def load_timers(self, limit: int) -> list[Timer]:
         rows = self._rows(

@@ -98,6 +98,7 @@ INVOCATION_STATUS: dict[str, str] = {
     "invoked_by_service_name": f"CASE WHEN strpos({INVOKED_BY}, '/') > 0 "
     f"THEN substr({INVOKED_BY}, 1, strpos({INVOKED_BY}, '/') - 1) END",
     "invoked_by_target": INVOKED_BY,
+    "restarted_from": rec("rf"),
     "pinned_deployment_id": rec("pd"),
     "journal_size": rec("jl"),
     "journal_commands_size": "(SELECT count(*) FROM public.journal jc WHERE jc.partition = i.partition "
@@ -327,6 +328,17 @@ def _setting(name: str) -> str:
     )
 
 
+_RULE = "public.limit_rule r, LATERAL (SELECT convert_from(r.record, 'UTF8')::jsonb AS r OFFSET 0) z"
+
+RULES: dict[str, str] = {
+    "pattern": "r.pattern",
+    "concurrency": rec("c", "z.r"),
+    "description": rec("d", "z.r"),
+    "disabled": rec("x", "z.r"),
+    "version": rec("v", "z.r"),
+    "last_modified": f"perdure_ts({rec_i('m', 'z.r')})",
+}
+
 SOURCES: dict[str, tuple[Mapping[str, str], str]] = {
     "sys_invocation": (INVOCATION, _INV),
     "sys_invocation_status": (INVOCATION_STATUS, _INV),
@@ -342,6 +354,7 @@ SOURCES: dict[str, tuple[Mapping[str, str], str]] = {
     ),
     "sys_service": (SERVICE, _setting(SERVICES_SETTING)),
     "sys_deployment": (DEPLOYMENT, _setting(DEPLOYMENTS_SETTING)),
+    "sys_rules": (RULES, _RULE),
 }
 
 

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 from perdure.server.query import functions
 from perdure.server.query.catalog import Catalog, CatalogSource, empty_catalog
+from perdure.server.query.dialect import TranslationError, translate
 from perdure.server.query.functions import QueryContext
-from perdure.server.query.rewrite import to_sqlite
 from perdure.server.query.tables import TABLES, information_schema_rows
 from perdure.server.query.views import all_views_sql
 
@@ -177,6 +177,10 @@ class QueryEngine:
         return catalog.to_json()
 
     def _run(self, sql: str, snapshot: QueryContext, box: list[_Conn]) -> QueryResult:
+        try:
+            sqlite_sql = translate(sql, "sqlite")
+        except TranslationError as exc:
+            raise QueryError(f"SQL error: {exc}") from None
         c = self._pool.get()
         box.append(c)
         ctx = c.ctx
@@ -189,7 +193,7 @@ class QueryEngine:
         ctx.timed_out = False
         ctx.deadline = time.monotonic() + self.limits.time_limit_s
         try:
-            return self._fetch(c.conn, sql)
+            return self._fetch(c.conn, sqlite_sql)
         except sqlite3.Error as exc:
             raise self._error(exc, ctx) from None
         finally:
@@ -199,7 +203,7 @@ class QueryEngine:
 
     def _fetch(self, conn: sqlite3.Connection, sql: str) -> QueryResult:
         rows_max = self.limits.rows_max
-        cur = conn.execute(to_sqlite(sql))
+        cur = conn.execute(sql)
         try:
             columns = [d[0] for d in cur.description or ()]
             rows = cur.fetchmany(rows_max + 1)

@@ -89,11 +89,19 @@ def _plain(value: Any, lite: bool) -> Any:
     return value
 
 
+# Restate's names for protocol fields in entry JSON.
+_COMMON_RENAMES = {"result_completion_id": "completion_id"}
+_RENAMES = {"InputCommandMessage": {**_COMMON_RENAMES, "value": "payload"}}
+
+
 def _fields(msg: Message, lite: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    renames = _RENAMES.get(msg.DESCRIPTOR.name, _COMMON_RENAMES)
     for field, value in msg.ListFields():
-        name = "completion_id" if field.name == "result_completion_id" else field.name
-        if lite and (isinstance(value, bytes) or name in ("headers", "value", "parameter", "content")):
+        name = renames.get(field.name, field.name)
+        if lite and (
+            isinstance(value, bytes) or name in ("headers", "value", "payload", "parameter", "content")
+        ):
             continue
         out[name] = _plain(value, lite)
     if not lite and "name" in msg.DESCRIPTOR.fields_by_name:

@@ -68,6 +68,84 @@ def timestamp_text(ms: int | None) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
 
 
+def timestamp_ms(value: str | int | float | None) -> int | None:
+    """Milliseconds of a timestamp as DataFusion's `to_timestamp` reads it: RFC 3339 text (`Z`
+    or an offset; a date alone is midnight UTC), or a number of seconds since the epoch."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return round(value * 1000)
+    try:
+        dt = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ValueError(f"cannot read {value!r} as a timestamp") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return round(dt.timestamp() * 1000)
+
+
+def _to_timestamp(value: str | int | float | None) -> str | None:
+    return timestamp_text(timestamp_ms(value))
+
+
+def _ts_add(value: str | int | float | None, delta_ms: int) -> str | None:
+    ms = timestamp_ms(value)
+    return None if ms is None else timestamp_text(ms + int(delta_ms))
+
+
+_TYPE_RANK = {int: 1, float: 1, str: 2, bytes: 3}  # SQLite's order of storage classes
+
+
+class FirstValue:
+    """`perdure_first_value(value, key1, flags1, key2, flags2, ...)`: the aggregate DataFusion
+    calls `FIRST_VALUE(value ORDER BY key1, key2)`; flags = 2 * desc + nulls_first. Without
+    keys, the first value seen. Ties keep the earliest row."""
+
+    __slots__ = ("_best", "_seen", "_value")
+
+    def __init__(self) -> None:
+        self._seen = False
+        self._best: tuple[tuple[int, object], ...] = ()
+        self._value: object = None
+
+    @staticmethod
+    def _key(key: object, flags: int) -> tuple[int, object]:
+        desc, nulls_first = flags >= 2, flags % 2 == 1
+        if key is None:
+            return (-1 if nulls_first else 4, 0)
+        rank = _TYPE_RANK.get(type(key), 3)
+        if desc:
+            # Descending: flip the storage-class rank and the value (numbers negate, others wrap).
+            return (4 - rank - 1, -key if isinstance(key, int | float) else _Reversed(key))
+        return (rank, key)
+
+    def step(self, value: object, *keys: object) -> None:
+        key = tuple(
+            self._key(k, f if isinstance(f, int) else 0) for k, f in zip(keys[::2], keys[1::2], strict=False)
+        )
+        if not self._seen or key < self._best:
+            self._seen, self._best, self._value = True, key, value
+
+    def finalize(self) -> object:
+        return self._value
+
+
+class _Reversed:
+    __slots__ = ("v",)
+
+    def __init__(self, v: object) -> None:
+        self.v = v
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return bool(other.v < self.v)  # type: ignore[operator]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversed) and bool(self.v == other.v)
+
+    def __hash__(self) -> int:
+        return hash(self.v)
+
+
 def duration_text(ms: int | None) -> str | None:
     """ISO 8601 duration in seconds ("PT86400S", "PT0.5S"), as Restate renders Duration(ms)."""
     if ms is None:
@@ -215,3 +293,6 @@ def register(conn: sqlite3.Connection, ctx: QueryContext) -> None:
     conn.create_function("perdure_deployments", 0, lambda: ctx.deployments_json)
     conn.create_function("perdure_services", 0, lambda: ctx.services_json)
     conn.create_function("now", 0, lambda: timestamp_text(ctx.now_ms))
+    conn.create_function("perdure_to_timestamp", 1, _to_timestamp, **pure)
+    conn.create_function("perdure_ts_add", 2, _ts_add, **pure)
+    conn.create_aggregate("perdure_first_value", -1, FirstValue)  # type: ignore[arg-type]

@@ -17,7 +17,6 @@ import asyncpg
 from perdure.server.query.catalog import CatalogSource, empty_catalog
 from perdure.server.query.engine import LiveAttempts, QueryError, QueryLimits, QueryResult, no_live_attempts
 from perdure.server.query.pg_views import DEPLOYMENTS_SETTING, LIVE_TABLE, SERVICES_SETTING, setup_statements
-from perdure.server.query.rewrite import to_postgres
 
 _TIMEOUT_SQLSTATE = "57014"  # query_canceled (statement_timeout)
 _READ_ONLY_SQLSTATE = "25006"  # read_only_sql_transaction
@@ -63,6 +62,7 @@ class PgQueryEngine:
         """Run one SELECT; QueryError on bad SQL, a write, the time or row limit."""
         if self._pool is None:
             raise RuntimeError("query engine is not open")
+        pg_sql = _to_postgres(sql)
         deployments, services = self._catalog().to_json()
         live = list(self._live())
         async with self._pool.acquire() as conn:
@@ -71,7 +71,7 @@ class PgQueryEngine:
             tx = conn.transaction(isolation="repeatable_read", readonly=True)
             await tx.start()
             try:
-                return await self._run(conn, to_postgres(sql), live, deployments, services)
+                return await self._run(conn, pg_sql, live, deployments, services)
             except asyncpg.PostgresError as exc:
                 raise self._error(exc) from None
             finally:
@@ -114,3 +114,12 @@ class PgQueryEngine:
         if state in (_READ_ONLY_SQLSTATE, _INSUFFICIENT_PRIVILEGE):
             return QueryError("only read-only queries (SELECT) are allowed")
         return QueryError(f"SQL error: {exc}")
+
+
+def _to_postgres(sql: str) -> str:
+    from perdure.server.query.dialect import TranslationError, translate
+
+    try:
+        return translate(sql, "postgres")
+    except TranslationError as exc:
+        raise QueryError(f"SQL error: {exc}") from None

@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 from perdure.server.query import functions
 from perdure.server.query.catalog import Catalog, CatalogSource, empty_catalog
-from perdure.server.query.dialect import TranslationError, translate
 from perdure.server.query.functions import QueryContext
 from perdure.server.query.tables import TABLES, information_schema_rows
 from perdure.server.query.views import all_views_sql
@@ -177,6 +176,9 @@ class QueryEngine:
         return catalog.to_json()
 
     def _run(self, sql: str, snapshot: QueryContext, box: list[_Conn]) -> QueryResult:
+        # sqlglot takes a moment to import: on the first query, not at server start-up.
+        from perdure.server.query.dialect import TranslationError, translate
+
         try:
             sqlite_sql = translate(sql, "sqlite")
         except TranslationError as exc:

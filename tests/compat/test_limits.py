@@ -4,7 +4,7 @@ The rules' API (`PUT /limits/rules`, `POST /limits/rules/bulk-delete`, `sys_rule
 official CLI's `restate rules list|set|enable|disable|delete` answer the same on both servers.
 Restate 1.7.12 only enforces rules behind its experimental vqueues flag, so enforcement is tested
 on Perdure: a rule of concurrency 1 runs six concurrent calls one at a time (the ledger shows no
-overlap), and a token bucket paces 1,000 sends (PERDURE_RATE_SENDS, PERDURE_RATE_PER_S for the
+overlap), and a token bucket paces 600 sends at 100/s (PERDURE_RATE_SENDS, PERDURE_RATE_PER_S for the
 long run: 10,000 at 50/s) within 10% of its rate, none lost, across a SIGKILL of the server.
 Services: services/limited.py.
 """
@@ -29,9 +29,9 @@ from tests.support import Ingress, PythonService, Server, query, register
 LIMITED_MODULE = "tests.compat.services.limited"
 ADMIN_TIMEOUT_S = 10.0
 STEPS = 6
-RATE_SENDS = int(os.environ.get("PERDURE_RATE_SENDS", "1000"))
-RATE_PER_S = float(os.environ.get("PERDURE_RATE_PER_S", "200"))
-RATE_BURST = max(10, int(RATE_PER_S // 4))  # catch-up room when the loop is late on a loaded machine
+RATE_SENDS = int(os.environ.get("PERDURE_RATE_SENDS", "600"))
+RATE_PER_S = float(os.environ.get("PERDURE_RATE_PER_S", "100"))
+RATE_BURST = max(10, int(RATE_PER_S // 2))  # catch-up room (0.5 s) when the loop is late on a loaded machine
 RATE_TOLERANCE = 0.10
 SENDS_IN_FLIGHT = 50
 

@@ -85,10 +85,7 @@ def _measure(admin: str, journal_id: str, entries: int, repeat: int) -> dict[str
             page.goto(f"/ui/invocations/{journal_id}")
             page.wait_for_selector("#journal .jrow", timeout=PAGE_TIMEOUT_MS)
             out.setdefault("journal_first_paint", []).append(time.perf_counter() - t0)
-            page.wait_for_function(
-                f"document.getElementById('journal-count')?.textContent.startsWith('{entries} entries')",
-                timeout=PAGE_TIMEOUT_MS,
-            )
+            page.wait_for_selector(f"#journal[data-loaded='{entries}']", timeout=PAGE_TIMEOUT_MS)
             out.setdefault("journal_all_entries", []).append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             page.evaluate("document.getElementById('journal').scrollTop = 1e9")
@@ -102,6 +99,12 @@ def _measure(admin: str, journal_id: str, entries: int, repeat: int) -> dict[str
     return result
 
 
+def _journal_of(admin: str) -> str:
+    rows = query(admin, "SELECT id FROM sys_invocation WHERE target_service_name = 'Journal' LIMIT 1")
+    found: str = rows[0]["id"]
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -110,9 +113,12 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=20_000, help="journal entries of the big invocation")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--reuse", type=Path, help="measure again on the directory of an earlier run (no fill)"
+    )
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="perdure-ui-bench-"))
-    (base / "gates").mkdir()
+    base = args.reuse or Path(tempfile.mkdtemp(prefix="perdure-ui-bench-"))
+    (base / "gates").mkdir(exist_ok=True)
     server = PerdureServer(base / "data")
     service = PythonService(
         "tests.ui.services", env={GATE_DIR_ENV: str(base / "gates")}, log_dir=base, name="ui"
@@ -120,13 +126,14 @@ def main() -> None:
     with server, service:
         register(server.admin_url, service.url)
         t0 = time.monotonic()
-        fill = _fill(server, args.invocations, args.concurrency)
+        fill: dict[str, Any] = {} if args.reuse else _fill(server, args.invocations, args.concurrency)
         fill_s = time.monotonic() - t0
         t0 = time.monotonic()
-        resp = httpx.post(
-            f"{server.ingress_url}/Journal/long/send", json=args.entries - 2, timeout=60
-        )  # + input and output entries
-        journal_id = resp.json()["invocationId"]
+        if args.reuse:
+            journal_id = _journal_of(server.admin_url)
+        else:  # n - 2 entries of runs, plus the input and the output
+            resp = httpx.post(f"{server.ingress_url}/Journal/long/send", json=args.entries - 2, timeout=60)
+            journal_id = resp.json()["invocationId"]
         deadline = time.monotonic() + LOAD_TIMEOUT_S
         while (
             query(server.admin_url, f"SELECT status FROM sys_invocation WHERE id = '{journal_id}'")[0][
@@ -150,6 +157,7 @@ def main() -> None:
             **_measure(server.admin_url, journal_id, args.entries, args.repeat),
         }
     print(json.dumps(report, indent=2))
+    print(f"data kept in {base} (--reuse {base} measures again)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from perdure.protocol.codec import MessageType, decode, is_notification
 from perdure.protocol.errors import ProtocolError
 from perdure.protocol.ids import IdError, InvocationId
 from perdure.server.processor.model import Entry
-from perdure.server.query.entries import view
+from perdure.server.query.entries import entry_type
 
 GetJournal = Callable[[bytes], list[Entry]]
 """Raw invocation id -> its committed journal (the storage Reader's `get_journal`)."""
@@ -81,60 +81,75 @@ def _fields_of(msg: Message) -> dict[str, Any]:
     return out
 
 
-def render_entry(index: int, entry: Entry) -> dict[str, Any]:
-    ev = view(entry.type, entry.body)
-    out: dict[str, Any] = {"i": index, "ty": ev.entry_type, "at": entry.appended_at_ms}
-    if ev.name:
-        out["n"] = ev.name
-    for short, value in (
-        ("cid", ev.completion_id),
-        ("nid", ev.notification_id),
-        ("target", ev.invoked_target),
-        ("wake", ev.sleep_wakeup_at_ms),
-    ):
-        if value is not None:
-            out[short] = value
+def _target(msg: Any) -> str:
+    if msg.key:
+        return f"{msg.service_name}/{msg.key}/{msg.handler_name}"
+    return f"{msg.service_name}/{msg.handler_name}"
+
+
+def _decoded(entry: Entry) -> Any:
     try:
-        msg = decode(entry.type, entry.body)
-    except ProtocolError as exc:
-        out["f"] = {"code": 0, "message": f"undecodable entry: {exc}"}
+        return decode(entry.type, entry.body)
+    except ProtocolError:
+        return None
+
+
+def render_entry(index: int, entry: Entry, msg: Any) -> dict[str, Any]:
+    """One entry from its decoded message (None: undecodable). Decodes the protobuf directly:
+    sys_journal's JSON renderings cost more than the whole page needs."""
+    out: dict[str, Any] = {"i": index, "ty": entry_type(entry.type), "at": entry.appended_at_ms}
+    if msg is None:
+        out["f"] = {"code": 0, "message": "undecodable entry"}
         return out
+    if is_notification(entry.type):
+        if msg.WhichOneof("id") == "completion_id":
+            out["nid"] = msg.completion_id
+    else:
+        fields = msg.DESCRIPTOR.fields_by_name
+        name = msg.entry_name if entry.type == MessageType.SEND_SIGNAL else getattr(msg, "name", "")
+        if name:
+            out["n"] = name
+        if "result_completion_id" in fields:
+            out["cid"] = msg.result_completion_id
+        if entry.type in _CALLS:
+            out["target"] = _target(msg)
+        if entry.type == MessageType.SLEEP:
+            out["wake"] = msg.wake_up_time
     out.update(_fields_of(msg))
     return out
 
 
-def _links(entries: Sequence[Entry]) -> tuple[dict[int, tuple[int, int]], dict[int, str]]:
+_CALLS = (MessageType.CALL, MessageType.ONE_WAY_CALL)
+
+
+def _links(msgs: Sequence[tuple[Entry, Any]]) -> tuple[dict[int, tuple[int, int]], dict[int, str]]:
     """Completion id -> (index, time) of its notification; notification id -> callee id."""
     done: dict[int, tuple[int, int]] = {}
     callee: dict[int, str] = {}
-    for i, e in enumerate(entries):
-        if not is_notification(e.type):
-            continue
-        ev = view(e.type, e.body)
-        if ev.notification_id is None:
+    for i, (e, msg) in enumerate(msgs):
+        if msg is None or not is_notification(e.type) or msg.WhichOneof("id") != "completion_id":
             continue
         if e.type == MessageType.CALL_INVOCATION_ID_COMPLETION:
-            if ev.invocation_id_value is not None:
-                callee[ev.notification_id] = ev.invocation_id_value
+            if msg.WhichOneof("result") == "invocation_id":
+                callee[msg.completion_id] = msg.invocation_id
         else:
-            done.setdefault(ev.notification_id, (i, e.appended_at_ms))
+            done.setdefault(msg.completion_id, (i, e.appended_at_ms))
     return done, callee
 
 
 def journal_page(entries: Sequence[Entry], start: int, limit: int) -> dict[str, Any]:
     """Entries [start, start+limit) rendered, each command linked to its completion and callee."""
-    done, callee = _links(entries)
+    msgs = [(e, _decoded(e)) for e in entries]
+    done, callee = _links(msgs)
     page = []
     for i in range(start, min(len(entries), start + limit)):
-        e = entries[i]
-        out = render_entry(i, e)
+        e, msg = msgs[i]
+        out = render_entry(i, e, msg)
         cid = out.get("cid")
         if cid is not None and cid in done:
             out["done"], out["done_at"] = done[cid]
-        if e.type in (MessageType.CALL, MessageType.ONE_WAY_CALL):
-            notif = view(e.type, e.body).invocation_id_notification
-            if notif is not None and notif in callee:
-                out["callee"] = callee[notif]
+        if e.type in _CALLS and msg is not None and msg.invocation_id_notification_idx in callee:
+            out["callee"] = callee[msg.invocation_id_notification_idx]
         page.append(out)
     return {"total": len(entries), "from": start, "entries": page}
 

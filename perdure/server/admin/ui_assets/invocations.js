@@ -1,7 +1,7 @@
 // Invocation list: filters kept in the URL, sorting, keyset paging, jump to an invocation,
 // batch actions over the filter.
 import { ACTIONS, runBatch } from "./actions.js";
-import { STATUSES, capabilities, clear, errorBox, fmtDur, fmtTime, h, invLink, keyLink, lit, ms, navigate, sql, statusBadge, statusBar } from "./lib.js";
+import { STATUSES, capabilities, clear, errorBox, fmtDur, fmtTime, get, h, invLink, keyLink, lit, ms, navigate, sql, statusBadge, statusBar } from "./lib.js";
 
 const FILTERS = ["status", "service", "handler", "key", "id", "ik", "after", "before"];
 const SORTS = { created_at: "Created", modified_at: "Modified" };
@@ -47,7 +47,7 @@ function filterForm(q, services) {
       ["not-completed", ...STATUSES].map((s) => h("label", { class: "chip" },
         h("input", { type: "checkbox", name: "status", value: s, checked: statuses.has(s) }), s))),
     field("service", "Service", h("select", { name: "service" }, h("option", { value: "" }, "any"),
-      services.map((s) => h("option", { value: s.name, selected: q.get("service") === s.name }, s.name)))),
+      services.slice().sort((a, b) => a.name.localeCompare(b.name)).map((s) => h("option", { value: s.name, selected: q.get("service") === s.name }, s.name)))),
     field("handler", "Handler"), field("key", "Key"), field("id", "Invocation id"), field("ik", "Idempotency key"),
     field("after", "Created after", h("input", { type: "datetime-local", step: "1", name: "after", value: toLocalInput(q.get("after")) })),
     field("before", "Created before", h("input", { type: "datetime-local", step: "1", name: "before", value: toLocalInput(q.get("before")) })),
@@ -136,8 +136,13 @@ export async function page({ root, query: q }) {
   const desc = (q.get("dir") || "desc") === "desc";
   const limit = Math.min(PAGE_MAX, Math.max(1, Number(q.get("limit")) || PAGE_DEFAULT));
   const where = conditions(q);
-  const services = await sql("SELECT name FROM sys_service ORDER BY name");
-  const caps = await capabilities();
+  const pq = pageQuery(q, where, sort, desc, limit);
+  // Start the two scans first; the form needs only the service names.
+  const scans = Promise.all([
+    sql(pq.sql),
+    sql(`SELECT status, count(*) AS n FROM sys_invocation ${whereSql(conditions(q, { skipStatus: true }))} GROUP BY status`),
+  ]);
+  const [services, caps] = await Promise.all([get("/services").then((s) => s.services), capabilities()]);
   const counts = h("div", { id: "counts", class: "counts" });
   const list = h("div", { id: "list" }, h("p", { class: "muted" }, "Loading…"));
   const pager = h("div", { class: "pager" });
@@ -154,11 +159,7 @@ export async function page({ root, query: q }) {
   clear(root, h("div", { class: "page-head" }, h("h1", {}, "Invocations"), jumpBox(), batch),
     filterForm(q, services), counts, list, pager);
 
-  const pq = pageQuery(q, where, sort, desc, limit);
-  const [rowsRaw, byStatus] = await Promise.all([
-    sql(pq.sql),
-    sql(`SELECT status, count(*) AS n FROM sys_invocation ${whereSql(conditions(q, { skipStatus: true }))} GROUP BY status`),
-  ]);
+  const [rowsRaw, byStatus] = await scans;
   const c = Object.fromEntries(byStatus.map((r) => [r.status, r.n]));
   const total = Object.values(c).reduce((a, b) => a + b, 0);
   const wanted = (q.get("status") || "").split(",").filter(Boolean);

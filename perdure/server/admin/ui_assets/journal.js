@@ -162,7 +162,9 @@ export class JournalView {
       }
     };
     walk(this.id, this.entries, 0);
-    this.count.textContent = `${this.total} entries${this.rows.length !== this.entries.length ? `, ${this.rows.length} shown` : ""}`;
+    const loading = this.entries.length < this.total ? ` (${this.entries.length} loaded…)` : "";
+    this.count.textContent = `${this.total} entries${loading}${this.rows.length !== this.entries.length ? `, ${this.rows.length} shown` : ""}`;
+    this.scroll.dataset.loaded = String(this.entries.length);
     this.spacer.style.height = `${this.rows.length * ROW_H}px`;
     this.scroll.style.height = `${Math.min(this.rows.length * ROW_H + 2, Math.max(260, window.innerHeight * 0.6))}px`;
     this.painted = null;

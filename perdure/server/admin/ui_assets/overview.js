@@ -20,13 +20,16 @@ export async function page({ root, query }) {
   const refresh = async () => {
     const since = WINDOWS[win] === null ? null : isoNow(-WINDOWS[win]);
     const where = since ? `WHERE created_at >= ${lit(since)}` : "";
-    const [byStatus, byResult, perService, svcs, deps] = await Promise.all([
-      sql(`SELECT status, count(*) AS n FROM sys_invocation ${where} GROUP BY status`),
-      sql(`SELECT completion_result, count(*) AS n FROM sys_invocation ${where ? where + " AND" : "WHERE"} status = 'completed' GROUP BY completion_result`),
+    // One scan for counts by status and outcome; one for what is still open per service.
+    const [byStatusResult, perService, svcs, deps] = await Promise.all([
+      sql(`SELECT status, completion_result, count(*) AS n FROM sys_invocation ${where} GROUP BY status, completion_result`),
       sql("SELECT target_service_name AS service, status, count(*) AS n FROM sys_invocation WHERE status <> 'completed' GROUP BY target_service_name, status"),
       get("/services"),
       get("/deployments"),
     ]);
+    const byStatus = Object.entries(byStatusResult.reduce((acc, r) => { acc[r.status] = (acc[r.status] || 0) + r.n; return acc; }, {}))
+      .map(([status, n]) => ({ status, n }));
+    const byResult = byStatusResult.filter((r) => r.status === "completed");
     const c = Object.fromEntries(byStatus.map((r) => [r.status, r.n]));
     const after = since ? `&after=${encodeURIComponent(since)}` : "";
     clear(counts, STATUSES.map((s) =>

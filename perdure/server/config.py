@@ -172,7 +172,14 @@ class Settings:
         2_048, INT, "Free SQLite pages returned to the file system per step after a cleanup."
     )
     # --- observability and integrations ---
-    tracing_endpoint: str | None = _opt(None, STR, "OTLP endpoint for traces.", "tracing-endpoint")
+    tracing_endpoint: str | None = _opt(
+        None,
+        STR,
+        "Export traces over OTLP: http(s)://HOST:PORT (gRPC) or otlp+http(s)://HOST:PORT/v1/traces "
+        "(HTTP); unset, the OTEL_EXPORTER_OTLP_* variables apply.",
+        "tracing-endpoint",
+    )
+    disable_prometheus: bool = _opt(False, BOOL, "Serve no /metrics and count nothing.", "disable-prometheus")
     kafka_clusters: list[Any] = _opt(
         [], RAW, "Kafka clusters (as Restate's [[ingress.kafka-clusters]]).", "ingress.kafka-clusters"
     )

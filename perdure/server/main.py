@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
+from starlette.routing import BaseRoute
 
 from perdure.server.admin.app import create_admin_app
 from perdure.server.admin.journal import journal_routes
@@ -35,6 +36,7 @@ from perdure.server.registry import Registry, ServiceDefaults
 from perdure.server.runtime import Runtime
 from perdure.server.storage.factory import describe_store, make_storage
 from perdure.server.storage.sqlite import SqliteStorage
+from perdure.server.telemetry.hub import Telemetry
 
 if TYPE_CHECKING:  # signing pulls in cryptography and PyJWT; imported only when configured
     from perdure.server.invoker.identity import RequestSigner
@@ -115,6 +117,25 @@ def make_query_engine(
     return PgQueryEngine(storage.dsn, live_attempts=live_attempts, catalog=catalog, limits=limits)
 
 
+def _telemetry(settings: Settings) -> Telemetry | None:
+    """Metrics unless disabled; None when nothing is enabled (the hot paths then skip it)."""
+    if settings.disable_prometheus:
+        return None
+    from perdure.server.telemetry.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.concurrency_limit(settings.concurrent_invocations_max)
+    return Telemetry(metrics=metrics)
+
+
+def _metrics_routes(telemetry: Telemetry | None, engine: QueryEngine | PgQueryEngine) -> list[BaseRoute]:
+    if telemetry is None or telemetry.metrics is None:
+        return []
+    from perdure.server.admin.metrics import metrics_routes
+
+    return metrics_routes(telemetry.metrics, engine)
+
+
 async def serve(settings: Settings) -> None:
     t0 = time.monotonic()
     storage = make_storage(settings)
@@ -123,6 +144,7 @@ async def serve(settings: Settings) -> None:
     registry = await Registry.load(storage, service_defaults(settings))
     client = H2Client(connect_timeout_s=settings.connect_timeout_ms / 1000)
     h1_client = H1Client(connect_timeout_s=settings.connect_timeout_ms / 1000)
+    telemetry = _telemetry(settings)
     runtime_box: list[Runtime] = []
     invoker = Invoker(
         registry,
@@ -135,15 +157,20 @@ async def serve(settings: Settings) -> None:
         h1_opener=h1_client,
         additional_headers=settings.additional_request_headers,
         signer=signer,
+        telemetry=telemetry,
     )
     processor_config = ProcessorConfig(eager_state_size_max=settings.eager_state_size_max_bytes)
-    runtime = Runtime(storage, lambda: Processor(storage, registry, processor_config), invoker)
+    runtime = Runtime(
+        storage, lambda: Processor(storage, registry, processor_config), invoker, telemetry=telemetry
+    )
     runtime_box.append(runtime)
     ihost, iport = settings.ingress
     ahost, aport = settings.admin
     ingress_tls = _tls(settings.ingress_tls_cert_file, settings.ingress_tls_key_file)
     admin_tls = _tls(settings.admin_tls_cert_file, settings.admin_tls_key_file)
-    ingress = Ingress(registry, runtime, request_size_max=settings.request_size_max_bytes)
+    ingress = Ingress(
+        registry, runtime, request_size_max=settings.request_size_max_bytes, telemetry=telemetry
+    )
     from perdure.server.admin.invocations import invocation_routes
     from perdure.server.admin.limits import limits_routes
     from perdure.server.admin.schedules import schedule_routes
@@ -172,6 +199,7 @@ async def serve(settings: Settings) -> None:
             *state_routes(registry, replace_state),
             *journal_routes(storage.get_journal),
             *ui_routes(ingress_app),  # the UI's invoke form keeps the ingress token check
+            *_metrics_routes(telemetry, query_engine),
         ],
         server_headers=settings.additional_request_headers,
         signer=signer,

@@ -20,6 +20,7 @@ from perdure.server.processor.commands import Command, Terminate
 from perdure.server.processor.effects import (
     AbortAttempt,
     ArmTimer,
+    Completed,
     Effect,
     Reply,
     SendToAttempt,
@@ -28,6 +29,7 @@ from perdure.server.processor.effects import (
 from perdure.server.processor.model import Invocation
 from perdure.server.processor.processor import Processor
 from perdure.server.storage.interface import Reclaimable, Storage, StorageError
+from perdure.server.telemetry.hub import Telemetry
 from perdure.server.timers import TimerService
 
 log = logging.getLogger("perdure.runtime")
@@ -60,6 +62,7 @@ class Runtime:
         invoker: Invoker,
         *,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._storage = storage
         self._make_processor = make_processor
@@ -75,6 +78,7 @@ class Runtime:
         self.batches = 0
         self.commands = 0
         self._flushing = False
+        self._telemetry = telemetry
 
     def resident(self) -> dict[bytes, Invocation]:
         """The current processor's resident invocations (for introspection)."""
@@ -206,7 +210,7 @@ class Runtime:
                 apply(queue.popleft(), now)
                 n += 1
             self.commands += n
-            await self._flush()
+            await self._flush(n)
 
     def _fail_pending(self) -> None:
         self.healthy = False
@@ -229,13 +233,16 @@ class Runtime:
         """Nothing queued and no batch being committed (the test harness waits for this)."""
         return not self._queue and not self._flushing
 
-    async def _flush(self) -> None:
+    async def _flush(self, commands: int = 0) -> None:
         batch, effects = self._processor.take()
         self._flushing = True
         try:
             if batch:
+                t0 = time.perf_counter()
                 await self._storage.commit_batch(batch)
                 self.batches += 1
+                if self._telemetry is not None:
+                    self._telemetry.committed(commands, time.perf_counter() - t0)
         finally:
             self._flushing = False
         self._processor.committed()
@@ -256,3 +263,5 @@ class Runtime:
                 self.timers.arm(e.timer)
             elif isinstance(e, AbortAttempt):
                 inv.abort(e)
+            elif isinstance(e, Completed) and self._telemetry is not None:
+                self._telemetry.completed(e)

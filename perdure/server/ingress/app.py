@@ -26,6 +26,7 @@ from perdure.server.processor.model import TIME_MS_MAX, Failure, Target
 from perdure.server.processor.schema import SERVICE_TY, handler_kind
 from perdure.server.registry import Registry
 from perdure.server.runtime import Abandoned, Runtime, Unavailable
+from perdure.server.telemetry.hub import Telemetry
 from perdure.server.units import DurationError, parse_duration_ms
 
 Scope = dict[str, Any]
@@ -58,10 +59,18 @@ def format_rfc3339(ms: int) -> str:
 class Ingress:
     """ASGI application of the ingress port."""
 
-    def __init__(self, registry: Registry, runtime: Runtime, *, request_size_max: int) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        runtime: Runtime,
+        *,
+        request_size_max: int,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self._registry = registry
         self._runtime = runtime
         self._size_max = request_size_max
+        self._telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -69,6 +78,8 @@ class Ingress:
             return
         if scope["type"] != "http":
             return
+        if self._telemetry is not None:
+            self._telemetry.ingress_admitted()
         origin = _header(scope, b"origin")
         try:
             if scope["method"] == "OPTIONS":
@@ -177,7 +188,10 @@ class Ingress:
         )
         mode = "send" if is_send else "call"
         until = _disconnected(receive) if mode == "call" else None
+        t0 = time.perf_counter()
         reply = await self._runtime.call(lambda token: Invoke(req, token, mode), until=until)
+        if self._telemetry is not None:
+            self._telemetry.ingress_completed(target.service, mode, time.perf_counter() - t0)
         await self._respond(send, reply, handler, origin)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:

@@ -29,6 +29,7 @@ log = logging.getLogger("perdure.invoker")
 PROTOCOL_VERSION_MAX = 6
 PROTOCOL_VERSION_MIN = 5
 TERMINAL = frozenset((T.END, T.SUSPENSION, T.ERROR))
+_ENDED_AS: dict[int, str] = {T.END: "completed", T.SUSPENSION: "suspended", T.ERROR: "failed"}
 
 
 class StreamLike(Protocol):
@@ -106,6 +107,14 @@ class Attempt:
         self._runs_open = 0  # RunCommands without their ProposeRunCompletion: the service is busy
         self._abort_deadline: float | None = None  # loop time, once our request side is ended
         self.task: asyncio.Task[None] | None = None
+        # For telemetry: how the attempt ended, and the endpoint's HTTP status.
+        self.ended_as = "failed"  # "completed" | "suspended" | "failed" | "aborted"
+        self.response_status: int | None = None
+
+    @property
+    def deployment_type(self) -> str:
+        """Restate's label for the kind of endpoint (metrics)."""
+        return "Http/request-response" if self._endpoint.request_response else "Http/bidi-stream"
 
     @property
     def fresh(self) -> bool:
@@ -135,6 +144,7 @@ class Attempt:
             self._on_activity(self, self._runs_open == 0)
 
     def abort(self) -> None:
+        self.ended_as = "aborted"
         if self._stream is not None:
             with contextlib.suppress(H2Error):
                 self._stream.reset(8)
@@ -187,6 +197,7 @@ class Attempt:
             stream.end()
             self._abort_deadline = asyncio.get_running_loop().time() + s.abort_timeout_ms / 1000
         status, rheaders = await stream.response()
+        self.response_status = status
         server = _header(rheaders, "x-restate-server")
         if not 200 <= status < 300:
             raise AttemptFailure(status, _status_message(status))
@@ -239,6 +250,7 @@ class Attempt:
                     self._runs_open -= 1
                 if frame.type in TERMINAL:
                     done = True
+                    self.ended_as = _ENDED_AS[frame.type]
                     if self._request_open:  # the server closes its side first
                         self._request_open = False
                         stream.end()

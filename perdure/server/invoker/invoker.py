@@ -19,6 +19,7 @@ from perdure.server.invoker.attempt import (
 )
 from perdure.server.processor.commands import AttemptFailed, Command
 from perdure.server.processor.effects import AbortAttempt, SendToAttempt, StartAttempt
+from perdure.server.telemetry.hub import Telemetry
 
 if TYPE_CHECKING:  # signing pulls in cryptography and PyJWT; imported only when configured
     from perdure.server.invoker.identity import RequestSigner
@@ -59,6 +60,7 @@ class Invoker:
         h1_opener: Opener | None = None,
         additional_headers: Mapping[str, str] | None = None,
         signer: RequestSigner | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._signer = signer
         self._registry = registry
@@ -74,6 +76,7 @@ class Invoker:
             concurrency_max, parked_max=parked_max, park_idle_s=park_idle_s
         )
         self._room_wanted = asyncio.Event()
+        self._telemetry = telemetry
 
     def bind(self, tg: asyncio.TaskGroup) -> None:
         """Attempts run as children of the server's task group."""
@@ -138,6 +141,8 @@ class Invoker:
     def _launch(self, attempt: Attempt) -> None:
         assert self._tg is not None, "invoker not bound to a task group"
         attempt.task = self._tg.create_task(self._run(attempt))
+        if self._telemetry is not None:
+            self._telemetry.attempt_started()
 
     def _finished(self, attempt: Attempt) -> None:
         for admitted in self.admission.finish(attempt, self._now()):
@@ -155,6 +160,10 @@ class Invoker:
         finally:
             if self._attempts.get(attempt.start.invocation) is attempt:
                 del self._attempts[attempt.start.invocation]
+            if self._telemetry is not None:
+                self._telemetry.attempt_ended(
+                    attempt.ended_as, attempt.deployment_type, attempt.response_status
+                )
             self._finished(attempt)
 
     def send(self, eff: SendToAttempt) -> None:

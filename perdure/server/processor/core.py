@@ -28,6 +28,7 @@ from perdure.server.processor.commands import (
 from perdure.server.processor.effects import (
     AbortAttempt,
     ArmTimer,
+    Completed,
     Effect,
     Reply,
     SendToAttempt,
@@ -518,6 +519,7 @@ class ProcessorCore:
         inv.completed_at_ms = self._now
         inv.next_retry_at_ms = None
         self._touch(inv)
+        self._effects.append(Completed(inv.id_str, inv.target, outcome.failure, inv.created_at_ms, self._now))
         for token in self._waiters.pop(raw, []):
             self._reply_outcome(token, inv, with_expiry=False)
         if inv.caller is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perdure.server.processor.commands import Timer
-from perdure.server.processor.model import Entry, Outcome, Target
+from perdure.server.processor.model import Entry, Failure, Outcome, Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,4 +65,15 @@ class ArmTimer:
     timer: Timer
 
 
-Effect = Reply | StartAttempt | SendToAttempt | AbortAttempt | ArmTimer
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """An invocation completed (for telemetry: per-handler outcomes, durations, end spans)."""
+
+    invocation_id: str
+    target: Target
+    failure: Failure | None
+    created_at_ms: int
+    completed_at_ms: int
+
+
+Effect = Reply | StartAttempt | SendToAttempt | AbortAttempt | ArmTimer | Completed

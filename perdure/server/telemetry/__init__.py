@@ -1,0 +1,1 @@
+"""Telemetry: Prometheus metrics and OpenTelemetry traces, each loaded only when enabled."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -118,14 +119,23 @@ def make_query_engine(
 
 
 def _telemetry(settings: Settings) -> Telemetry | None:
-    """Metrics unless disabled; None when nothing is enabled (the hot paths then skip it)."""
-    if settings.disable_prometheus:
-        return None
-    from perdure.server.telemetry.metrics import Metrics
+    """Metrics unless disabled, traces when an endpoint is configured; None when nothing is
+    enabled (the hot paths then skip it). Each library is imported only when used."""
+    metrics = tracing = None
+    if not settings.disable_prometheus:
+        from perdure.server.telemetry.metrics import Metrics
 
-    metrics = Metrics()
-    metrics.concurrency_limit(settings.concurrent_invocations_max)
-    return Telemetry(metrics=metrics)
+        metrics = Metrics()
+        metrics.concurrency_limit(settings.concurrent_invocations_max)
+    if settings.tracing_endpoint or any(k.startswith("OTEL_EXPORTER_OTLP_") for k in os.environ):
+        from perdure.server.telemetry.tracing import Tracing, exporter_for
+
+        exporter = exporter_for(settings.tracing_endpoint)
+        if exporter is not None:
+            tracing = Tracing(exporter)
+    if metrics is None and tracing is None:
+        return None
+    return Telemetry(metrics=metrics, tracing=tracing)
 
 
 def _metrics_routes(telemetry: Telemetry | None, engine: QueryEngine | PgQueryEngine) -> list[BaseRoute]:
@@ -260,5 +270,7 @@ async def serve(settings: Settings) -> None:
         await query_engine.close()
         await client.aclose()
         await h1_client.aclose()
+        if telemetry is not None:
+            await asyncio.to_thread(telemetry.shutdown)
         await storage.close()
         log.info("perdure stopped")

@@ -5,6 +5,7 @@ Restate's routes, status codes and error bodies."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -187,12 +188,25 @@ class Ingress:
             journal_retention_ms=handler.journal_retention_ms,
         )
         mode = "send" if is_send else "call"
-        until = _disconnected(receive) if mode == "call" else None
-        t0 = time.perf_counter()
-        reply = await self._runtime.call(lambda token: Invoke(req, token, mode), until=until)
-        if self._telemetry is not None:
-            self._telemetry.ingress_completed(target.service, mode, time.perf_counter() - t0)
+        tel = self._telemetry
+        if tel is None:
+            reply = await self._call(req, mode, receive)
+        else:
+            t0 = time.perf_counter()
+            trace = tel.ingress_begin(scope, target)
+            if trace is not None:
+                req = dataclasses.replace(req, trace_parent=trace.traceparent)
+            reply_id: str | None = None
+            try:
+                reply = await self._call(req, mode, receive)
+                reply_id = reply.invocation_id
+            finally:
+                tel.ingress_completed(target.service, mode, time.perf_counter() - t0, trace, reply_id)
         await self._respond(send, reply, handler, origin)
+
+    async def _call(self, req: InvokeRequest, mode: str, receive: Receive) -> Reply:
+        until = _disconnected(receive) if mode == "call" else None
+        return await self._runtime.call(lambda token: Invoke(req, token, mode), until=until)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         declared = _header(scope, b"content-length")

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from perdure.protocol import messages_pb2 as pb
 from perdure.protocol.codec import MessageType as T
@@ -110,6 +110,12 @@ class Attempt:
         # For telemetry: how the attempt ended, and the endpoint's HTTP status.
         self.ended_as = "failed"  # "completed" | "suspended" | "failed" | "aborted"
         self.response_status: int | None = None
+        self.span: Any = None  # the attempt's trace span, when tracing
+        self.trace_headers: list[tuple[str, str]] = []  # its context, sent to the service
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self._endpoint
 
     @property
     def deployment_type(self) -> str:
@@ -182,6 +188,7 @@ class Attempt:
             # valid header value would make the endpoint drop the whole connection.
             headers.append(("x-restate-service-key", key))
         headers.extend(ep.additional_headers)
+        headers.extend(self.trace_headers)
         url = f"{ep.uri}invoke/{s.target.service}/{s.target.handler}"
         if ep.signer is not None:
             # Signed for the path under the deployment URI, as Restate signs it.

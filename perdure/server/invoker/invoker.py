@@ -142,7 +142,7 @@ class Invoker:
         assert self._tg is not None, "invoker not bound to a task group"
         attempt.task = self._tg.create_task(self._run(attempt))
         if self._telemetry is not None:
-            self._telemetry.attempt_started()
+            self._telemetry.attempt_started(attempt)
 
     def _finished(self, attempt: Attempt) -> None:
         for admitted in self.admission.finish(attempt, self._now()):
@@ -161,9 +161,7 @@ class Invoker:
             if self._attempts.get(attempt.start.invocation) is attempt:
                 del self._attempts[attempt.start.invocation]
             if self._telemetry is not None:
-                self._telemetry.attempt_ended(
-                    attempt.ended_as, attempt.deployment_type, attempt.response_status
-                )
+                self._telemetry.attempt_ended(attempt)
             self._finished(attempt)
 
     def send(self, eff: SendToAttempt) -> None:

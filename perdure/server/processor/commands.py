@@ -20,6 +20,7 @@ class InvokeRequest:
     idempotency_retention_ms: int = 86_400_000
     workflow_retention_ms: int = 86_400_000
     journal_retention_ms: int = 86_400_000
+    trace_parent: str | None = None  # W3C traceparent of the invocation's start span
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,6 +229,7 @@ class ProcessorCore:
             completion_retention_ms=retention,
             journal_retention_ms=req.journal_retention_ms,
             last_stored_entry_at_ms=self._now,
+            trace_parent=req.trace_parent,
         )
         self._resident[iid.raw] = inv
         headers = [pb.Header(key=k, value=v) for k, v in req.headers]
@@ -360,6 +361,7 @@ class ProcessorCore:
                 random_seed=random_seed_of(inv.id.raw),
                 inactivity_timeout_ms=policy.inactivity_timeout_ms,
                 abort_timeout_ms=policy.abort_timeout_ms,
+                trace_parent=inv.trace_parent,
             )
         )
 
@@ -519,7 +521,9 @@ class ProcessorCore:
         inv.completed_at_ms = self._now
         inv.next_retry_at_ms = None
         self._touch(inv)
-        self._effects.append(Completed(inv.id_str, inv.target, outcome.failure, inv.created_at_ms, self._now))
+        self._effects.append(
+            Completed(inv.id_str, inv.target, outcome.failure, inv.created_at_ms, self._now, inv.trace_parent)
+        )
         for token in self._waiters.pop(raw, []):
             self._reply_outcome(token, inv, with_expiry=False)
         if inv.caller is not None:

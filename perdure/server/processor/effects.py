@@ -42,6 +42,7 @@ class StartAttempt:
     random_seed: int
     inactivity_timeout_ms: int
     abort_timeout_ms: int
+    trace_parent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ class Completed:
     failure: Failure | None
     created_at_ms: int
     completed_at_ms: int
+    trace_parent: str | None = None
 
 
 Effect = Reply | StartAttempt | SendToAttempt | AbortAttempt | ArmTimer | Completed

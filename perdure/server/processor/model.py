@@ -118,6 +118,7 @@ class Invocation:
     running_at_ms: int | None = None
     inboxed_at_ms: int | None = None
     completed_at_ms: int | None = None
+    trace_parent: str | None = None  # W3C traceparent of the start span: attempts and end are its children
     last_stored_entry_at_ms: int = 0
     retries_since_stored_entry: int = 0
     waiting_completions: list[int] = field(default_factory=list)
@@ -202,6 +203,7 @@ def encode_record(inv: Invocation) -> bytes:
         "jl": inv.journal_length,
         "rf": inv.restarted_from,
         "lq": inv.limit_seq,
+        "tp": inv.trace_parent,
     }
     return orjson.dumps(d)
 
@@ -229,6 +231,7 @@ def decode_record(raw_id: bytes, data: bytes) -> Invocation:
         last_attempt_deployment_id=d["lad"],
         last_attempt_server=d["las"],
         last_start_at_ms=d["ls"],
+        trace_parent=d.get("tp"),
         running_at_ms=d["ra"],
         inboxed_at_ms=d["ia"],
         completed_at_ms=d["ca"],

@@ -56,6 +56,7 @@ INVOCATION_STATUS: dict[str, str] = {
     "invoked_by_target": INVOKED_BY,
     "restarted_from": rec("rf"),
     "pinned_deployment_id": rec("pd"),
+    "trace_id": f"substr({rec('tp')}, 4, 32)",  # of the stored W3C traceparent (when tracing)
     "journal_size": rec("jl"),
     "journal_commands_size": "(SELECT count(*) FROM main.journal jc "
     "WHERE jc.id = i.id AND jc.type >= 1024 AND jc.type < 32768)",

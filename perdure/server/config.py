@@ -196,6 +196,8 @@ class Settings:
         "(none: embedded SQLite in data_dir; passwords belong in PGPASSWORD or ~/.pgpass).",
     )
     store_pool_size: int = _opt(8, INT, "PostgreSQL connections for commits and metadata.")
+    lease_ttl_ms: int = _opt(6_000, DURATION, "PostgreSQL: partition lease lifetime (database clock).")
+    lease_renew_ms: int = _opt(2_000, DURATION, "PostgreSQL: how often the node renews its leases.")
 
     @property
     def ingress(self) -> tuple[str, int]:
@@ -226,6 +228,8 @@ class Settings:
             raise ValueError("worker.invoker.concurrent-invocations-limit must be at least 1")
         if self.store_pool_size < 1:
             raise ValueError("store_pool_size must be at least 1")
+        if not 0 < self.lease_renew_ms < self.lease_ttl_ms / 2:
+            raise ValueError("lease_renew_ms must be positive and under half of lease_ttl_ms")
         from perdure.server.storage.factory import check_store_url
 
         check_store_url(self.store)

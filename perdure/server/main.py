@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import uvicorn
 from starlette.routing import BaseRoute
 
 from perdure.server.admin.app import create_admin_app
+from perdure.server.admin.cluster import cluster_routes, sqlite_status
 from perdure.server.admin.journal import journal_routes
 from perdure.server.admin.query import query_routes
 from perdure.server.admin.state import state_routes
@@ -144,6 +146,15 @@ def _metrics_routes(telemetry: Telemetry | None, engine: QueryEngine | PgQueryEn
     from perdure.server.admin.metrics import metrics_routes
 
     return metrics_routes(telemetry.metrics, engine)
+async def _keep_leases(storage: PostgresStorage, settings: Settings) -> None:
+    """Renew the store's partition leases; when one is lost, return (the server stops:
+    single node, it owns every partition or none)."""
+    from perdure.server.storage.postgres import LeaseLost
+
+    try:
+        await storage.keep_leases(settings.lease_renew_ms / 1000)
+    except LeaseLost as exc:
+        log.error("%s; this node stops", exc)
 
 
 async def serve(settings: Settings) -> None:
@@ -208,6 +219,11 @@ async def serve(settings: Settings) -> None:
             *query_routes(query_engine),
             *state_routes(registry, replace_state),
             *journal_routes(storage.get_journal),
+            *cluster_routes(
+                sqlite_status(socket.gethostname())
+                if isinstance(storage, SqliteStorage)
+                else storage.cluster_status
+            ),
             *ui_routes(ingress_app),  # the UI's invoke form keeps the ingress token check
             *_metrics_routes(telemetry, query_engine),
         ],
@@ -227,6 +243,11 @@ async def serve(settings: Settings) -> None:
             # Listen first: health answers while the processor recovers; requests
             # wait in the queue until the loop runs.
             servers = [tg.create_task(ingress_server.serve()), tg.create_task(admin_server.serve())]
+            leases = (
+                []
+                if isinstance(storage, SqliteStorage)
+                else [tg.create_task(_keep_leases(storage, settings))]
+            )
             t_recover = time.monotonic()
             await runtime.recover()
             recovered_ms = (time.monotonic() - t_recover) * 1000
@@ -241,6 +262,7 @@ async def serve(settings: Settings) -> None:
                         settings.reclaim_pages_per_step,
                     )
                 ),
+                *leases,
             ]
             while not (ingress_server.started and admin_server.started):
                 await asyncio.sleep(0.005)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from tests.support.postgres import PostgresCluster, postgres_available, shared_c
 pytestmark = pytest.mark.skipif(not postgres_available(), reason="PostgreSQL 15 is not installed")
 
 SEEDS = (3, 11, 29)
+LONG_TTL_S = 3600.0  # tests that do not renew leases must not run into the local deadline
+SHORT_TTL_S = 2.5
+DEADLINE_S = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +110,7 @@ def test_postgres_and_sqlite_read_back_what_the_memory_store_holds(
     _, batches, copies = simulated_batches(seed)
     assert batches and any(b.ops for b in batches) and any(b.timers_delete for b in batches)
     assert any(mem.locks or mem.inbox for mem in copies.values())
-    pg = PostgresStorage(cluster.create_database("store"), pool_size=2)
+    pg = PostgresStorage(cluster.create_database("store"), pool_size=2, lease_ttl_s=LONG_TTL_S)
     lite = SqliteStorage(tmp_path / "lite")
 
     async def go() -> tuple[int, int]:
@@ -132,7 +136,7 @@ def test_ordered_keyed_operations_end_as_the_last_one_left_them(cluster: Postgre
     b.op(Op.PROMISE_PUT, "Flow", "w", "p", b'{"o":null}')
     b.op(Op.PROMISE_CLEAR, "Flow", "w")
     b.op(Op.PROMISE_PUT, "Flow", "w", "q", b"{}")
-    store = PostgresStorage(cluster.create_database("ops"), pool_size=1)
+    store = PostgresStorage(cluster.create_database("ops"), pool_size=1, lease_ttl_s=LONG_TTL_S)
 
     async def go() -> None:
         await _replay(store, [b])
@@ -154,7 +158,7 @@ def test_schema_is_built_from_empty_by_numbered_migrations_and_reopening_applies
     dsn = cluster.create_database("migrate")
 
     async def open_close() -> None:
-        store = PostgresStorage(dsn, pool_size=1)
+        store = PostgresStorage(dsn, pool_size=1, lease_ttl_s=LONG_TTL_S)
         await store.open()
         await store.close()
 
@@ -178,8 +182,8 @@ def test_a_stale_node_is_fenced_off_and_its_batch_changes_nothing(cluster: Postg
         return b
 
     async def go() -> None:
-        old = PostgresStorage(dsn, pool_size=1, node_name="old")
-        new = PostgresStorage(dsn, pool_size=1, node_name="new")
+        old = PostgresStorage(dsn, pool_size=1, node_name="old", lease_ttl_s=LONG_TTL_S)
+        new = PostgresStorage(dsn, pool_size=1, node_name="new", lease_ttl_s=LONG_TTL_S)
         try:
             await old.open()
             await old.commit_batch(batch(b"old-1"))
@@ -191,6 +195,90 @@ def test_a_stale_node_is_fenced_off_and_its_batch_changes_nothing(cluster: Postg
         finally:
             await old.close()
             await new.close()
+
+    asyncio.run(go())
+
+
+def _db_lease_state(dsn: str) -> tuple[bool, bool]:
+    """(every lease expired, none expired) on the database clock."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT bool_and(expires_at < now()), bool_and(expires_at > now()) FROM partition_lease"
+        ).fetchone()
+    assert row is not None
+    return bool(row[0]), bool(row[1])
+
+
+async def _until(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        assert time.monotonic() < deadline, f"still not {what} after {DEADLINE_S} s"
+        await asyncio.sleep(0.1)
+
+
+def _state_batch(value: bytes) -> WriteBatch:
+    b = WriteBatch()
+    b.op(Op.STATE_SET, "Counter", "k", b"v", value)
+    return b
+
+
+def test_leases_expire_on_the_database_clock_and_a_node_that_lost_them_drops_its_partitions(
+    cluster: PostgresCluster,
+) -> None:
+    dsn = cluster.create_database("expiry")
+
+    async def go() -> None:
+        a = PostgresStorage(dsn, pool_size=1, node_name="a", lease_ttl_s=SHORT_TTL_S)
+        b = PostgresStorage(dsn, pool_size=1, node_name="b", lease_ttl_s=LONG_TTL_S)
+        try:
+            await a.open()
+            await a.commit_batch(_state_batch(b"a-1"))
+            # a stops renewing (as if paused): its leases run out on the database clock.
+            await _until(lambda: _db_lease_state(dsn)[0], "expired")
+            with pytest.raises(FencedError):  # past its local deadline: not even sent
+                await a.commit_batch(_state_batch(b"a-2"))
+            await b.open()  # takes every partition with a new epoch
+            lost = await a.renew_leases()
+            assert lost == list(range(64)) and a.owned_partitions() == []
+            with pytest.raises(FencedError):
+                await a.commit_batch(_state_batch(b"a-3"))
+            assert b.get_state("Counter", "k") == {b"v": b"a-1"}
+            status = await b.cluster_status()
+            assert status["nodes"] == [{"name": "b", "partitions": 64}]
+            assert {p["owner"] for p in status["partitions"]} == {"b"}
+            assert all(p["epoch"] == 2 for p in status["partitions"])
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(go())
+
+
+def test_a_node_that_renews_keeps_its_leases_past_their_first_expiry(cluster: PostgresCluster) -> None:
+    dsn = cluster.create_database("renew")
+
+    async def go() -> None:
+        a = PostgresStorage(dsn, pool_size=2, node_name="a", lease_ttl_s=SHORT_TTL_S)
+        await a.open()
+        with psycopg.connect(dsn) as conn:
+            first = conn.execute("SELECT max(expires_at) FROM partition_lease").fetchone()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                renewing = tg.create_task(a.keep_leases(0.5))
+
+                def past_first_expiry() -> bool:
+                    with psycopg.connect(dsn) as conn:
+                        row = conn.execute("SELECT now() > %s", first).fetchone()
+                    return bool(row and row[0])
+
+                await _until(past_first_expiry, "past the first expiry")
+                await a.commit_batch(_state_batch(b"still mine"))
+                assert _db_lease_state(dsn) == (False, True)
+                renewing.cancel()
+            assert a.get_state("Counter", "k") == {b"v": b"still mine"}
+            assert a.owned_partitions() == list(range(64))
+        finally:
+            await a.close()
 
     asyncio.run(go())
 

@@ -148,7 +148,7 @@ STORES = ["sqlite", "postgres"] if postgres_available() else ["sqlite"]
 @pytest.fixture(params=STORES)
 async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
     if request.param == "postgres":
-        w = World(PostgresStorage(shared_cluster().create_database("query"), pool_size=1))
+        w = World(PostgresStorage(shared_cluster().create_database("query"), pool_size=1, lease_ttl_s=3600))
     else:
         w = World(SqliteStorage(tmp_path / "data"))
     await w.open()

@@ -20,7 +20,9 @@ DEFAULT_PG_MODULES = frozenset({"test_core.py", "test_introspection.py"})
 
 def _on_pg(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
-    return callspec is not None and PG_KIND in callspec.params.values()
+    # Only the shared `server` fixture's parametrization; tests that ask for perdure-pg
+    # by name (their own fixtures) always run.
+    return callspec is not None and callspec.params.get("server") == PG_KIND
 
 
 def deselect_pg_items(config: pytest.Config, items: list[pytest.Item]) -> None:

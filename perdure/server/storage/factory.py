@@ -36,7 +36,9 @@ def make_storage(settings: Settings) -> SqliteStorage | PostgresStorage:
         # Imported here: the PostgreSQL drivers cost a SQLite server ~0.3 s of start-up.
         from perdure.server.storage.postgres import PostgresStorage
 
-        return PostgresStorage(settings.store, pool_size=settings.store_pool_size)
+        return PostgresStorage(
+            settings.store, pool_size=settings.store_pool_size, lease_ttl_s=settings.lease_ttl_ms / 1000
+        )
     return SqliteStorage(settings.data_dir)
 
 

@@ -13,14 +13,22 @@ Reads the processor makes while applying commands are synchronous (the
 interface says so: they are rare, on cache misses) and go over one psycopg
 connection; they block the event loop for one loopback round trip.
 
-Single node: at open the node takes every partition's lease (epoch + 1, no
-expiry), which also fences any older process still writing to this database."""
+Single node: at open the node takes every partition's lease (epoch + 1), which
+also fences any older process still writing to this database. Leases expire on
+the database clock (`now() + ttl`); `keep_leases` renews all of them in one
+statement every renewal interval and raises `LeaseLost` when a partition's
+lease is gone (another node took it): the node stops acting for it. Between
+renewals the node also stops committing at a local monotonic deadline (the
+renewal's send time + ttl - margin), so a paused node cannot act on a lease it
+may have lost."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -39,10 +47,26 @@ log = logging.getLogger("perdure.storage.postgres")
 
 FENCED_SQLSTATE = "PF001"
 POOL_SIZE_DEFAULT = 8
+LEASE_TTL_S_DEFAULT = 6.0
+LEASE_MARGIN_S = 1.0  # the local deadline runs out this long before the database's expiry
+
+_RENEW_SQL = (
+    "UPDATE partition_lease l SET expires_at = now() + make_interval(secs => $3) "
+    "FROM unnest($2::integer[], $4::bigint[]) AS o(p, e) "
+    "WHERE l.partition = o.p AND l.epoch = o.e AND l.owner = $1 RETURNING l.partition"
+)
 
 
 class FencedError(StorageError):
     """Another node holds the lease of a partition this batch writes: nothing of it was committed."""
+
+
+class LeaseLost(StorageError):
+    """This node no longer holds the leases of these partitions."""
+
+    def __init__(self, partitions: list[int]) -> None:
+        self.partitions = partitions
+        super().__init__(f"lost the lease of partitions {partitions}: another node owns them now")
 
 
 def default_node_name() -> str:
@@ -52,9 +76,20 @@ def default_node_name() -> str:
 class PostgresStorage:
     """The PostgreSQL store (`perdure server --store postgresql://...`)."""
 
-    def __init__(self, dsn: str, *, pool_size: int = POOL_SIZE_DEFAULT, node_name: str | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = POOL_SIZE_DEFAULT,
+        node_name: str | None = None,
+        lease_ttl_s: float = LEASE_TTL_S_DEFAULT,
+    ) -> None:
         if pool_size < 1:
             raise ValueError("the store's pool size must be at least 1")
+        if lease_ttl_s <= 2 * LEASE_MARGIN_S:
+            raise ValueError(f"the lease TTL must be more than {2 * LEASE_MARGIN_S:g} s")
+        self.lease_ttl_s = lease_ttl_s
+        self._deadline = 0.0  # time.monotonic() after which this node stops committing
         self.dsn = dsn
         self.node_name = node_name or default_node_name()
         self._pool_size = pool_size
@@ -86,11 +121,13 @@ class PostgresStorage:
 
     def _take_all_leases(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         """Single node: this node owns every partition (a new epoch for each)."""
+        sent = time.monotonic()
         rows = conn.execute(
             "UPDATE partition_lease SET owner = %s, owner_addr = NULL, epoch = epoch + 1, "
-            "expires_at = 'infinity', last_batch = 0 RETURNING partition, epoch",
-            (self.node_name,),
+            "expires_at = now() + make_interval(secs => %s), last_batch = 0 RETURNING partition, epoch",
+            (self.node_name, self.lease_ttl_s),
         ).fetchall()
+        self._deadline = sent + self.lease_ttl_s - LEASE_MARGIN_S
         epochs = [0] * self.partitions
         for partition, epoch in rows:
             epochs[int(partition)] = int(epoch)
@@ -116,7 +153,73 @@ class PostgresStorage:
         assert self._pool is not None, "the store is not open"
         return self._pool
 
+    async def renew_leases(self) -> list[int]:
+        """Extend every lease this node holds (one statement); returns the partitions lost."""
+        owned = [p for p, e in enumerate(self._epochs) if e]
+        sent = time.monotonic()
+        try:
+            rows = await self._p().fetch(
+                _RENEW_SQL, self.node_name, owned, self.lease_ttl_s, [self._epochs[p] for p in owned]
+            )
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"postgresql: lease renewal failed: {exc}") from exc
+        kept = {int(r[0]) for r in rows}
+        lost = [p for p in owned if p not in kept]
+        for p in lost:
+            self._epochs[p] = 0  # dropped: no batch of this node can pass its fence again
+        if kept:
+            self._deadline = sent + self.lease_ttl_s - LEASE_MARGIN_S
+        return lost
+
+    async def keep_leases(self, interval_s: float) -> None:
+        """Renew every `interval_s` until a lease is lost (LeaseLost). A failed renewal is
+        retried at the next interval; the local deadline stops commits meanwhile."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                lost = await self.renew_leases()
+            except StorageError:
+                log.exception("lease renewal failed; retrying")
+                continue
+            if lost:
+                raise LeaseLost(lost)
+
+    def owned_partitions(self) -> list[int]:
+        return [p for p, e in enumerate(self._epochs) if e]
+
+    async def cluster_status(self) -> dict[str, Any]:
+        """Partitions with their owner, epoch, lease expiry and age, on the database clock."""
+        rows = await self._p().fetch(
+            "SELECT partition, owner, owner_addr, epoch, last_batch, "
+            "extract(epoch FROM expires_at - now()) AS expires_in_s, now() AS db_now "
+            "FROM partition_lease ORDER BY partition"
+        )
+        parts = [
+            {
+                "partition": r["partition"],
+                "owner": r["owner"],
+                "owner_addr": r["owner_addr"],
+                "epoch": r["epoch"],
+                "last_batch": r["last_batch"],
+                "lease_expires_in_s": None if r["expires_in_s"] is None else float(r["expires_in_s"]),
+            }
+            for r in rows
+        ]
+        nodes: dict[str, int] = {}
+        for part in parts:
+            if part["owner"] is not None and (part["lease_expires_in_s"] or 0) > 0:
+                nodes[str(part["owner"])] = nodes.get(str(part["owner"]), 0) + 1
+        return {
+            "store": "postgresql",
+            "node": self.node_name,
+            "partitions_total": self.partitions,
+            "nodes": [{"name": n, "partitions": c} for n, c in sorted(nodes.items())],
+            "partitions": parts,
+        }
+
     async def commit_batch(self, batch: WriteBatch) -> None:
+        if time.monotonic() > self._deadline:
+            raise FencedError("postgresql: this node's leases are past their local deadline (not renewed)")
         self._seq += 1
         args = commit_args(batch)
         extras = extra_statements(batch)

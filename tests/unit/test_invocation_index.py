@@ -26,7 +26,6 @@ def invocation(status: str, key: str | None, **kw: object) -> Invocation:
 
 def test_index_matches_the_record_for_running_and_completed_invocations() -> None:
     conn = sqlite3.connect(":memory:")
-    defer_close = conn
     cases = [
         invocation(INVOKED, None),
         invocation(INVOKED, "k1"),
@@ -56,4 +55,4 @@ def test_index_matches_the_record_for_running_and_completed_invocations() -> Non
             i.created_at_ms,
             i.expires_at_ms,
         ), orjson.loads(rec)
-    defer_close.close()
+    conn.close()

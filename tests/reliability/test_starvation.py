@@ -112,7 +112,8 @@ async def test_new_calls_are_answered_behind_thousands_of_waiting_invocations(
         print(f"greet: {before_s:.2f}s before, {after_s:.2f}s after a restart (healthy in {healthy_s:.2f}s)")
 
         pending = STATUS_COUNT.format(service="{}", op="<>")
-        assert count(srv.admin_url, pending.format("Sleeper")) == SLEEPERS
+        if time.time() < wake_at_s - 5:  # a very slow machine may get here after the wake-up
+            assert count(srv.admin_url, pending.format("Sleeper")) == SLEEPERS
         assert count(srv.admin_url, pending.format("Parked")) == PARKED
 
         ids = [

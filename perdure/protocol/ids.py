@@ -123,6 +123,11 @@ def new_deployment_id() -> str:
     return "dp_1" + b62encode(int.from_bytes(_ulid_bytes(), "little"), UUID_CHARS)
 
 
+def new_subscription_id() -> str:
+    """`sub_1` + 22 base62 chars, the same scheme as deployment ids."""
+    return "sub_1" + b62encode(int.from_bytes(_ulid_bytes(), "little"), UUID_CHARS)
+
+
 def is_deployment_id(s: str) -> bool:
     if not s.startswith("dp_1") or len(s) != 4 + UUID_CHARS:
         return False

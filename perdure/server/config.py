@@ -183,6 +183,10 @@ class Settings:
     kafka_clusters: list[Any] = _opt(
         [], RAW, "Kafka clusters (as Restate's [[ingress.kafka-clusters]]).", "ingress.kafka-clusters"
     )
+    kafka_poll_records_max: int = _opt(500, INT, "Records one Kafka consumer hands to the processor at once.")
+    kafka_restart_backoff_s_max: float = _opt(
+        10.0, FLOAT, "A failing Kafka consumer restarts after 0.2 s, 0.4 s, ... up to this."
+    )
     # --- Perdure only ---
     query_time_limit_s: float = _opt(10.0, FLOAT, "Longest a /query may run before it is stopped.")
     query_rows_max: int = _opt(100_000, INT, "Most rows a /query answers.")

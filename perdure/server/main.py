@@ -29,6 +29,9 @@ from perdure.server.ingress.app import Ingress
 from perdure.server.invoker.h1client import H1Client
 from perdure.server.invoker.h2client import H2Client
 from perdure.server.invoker.invoker import Invoker
+from perdure.server.kafka.admin import kafka_routes
+from perdure.server.kafka.catalog import KafkaCatalog, static_clusters
+from perdure.server.kafka.ingestion import Ingestion, IngestionLimits
 from perdure.server.processor.commands import ReplaceState
 from perdure.server.processor.core import ProcessorConfig
 from perdure.server.processor.processor import Processor
@@ -166,6 +169,7 @@ async def serve(settings: Settings) -> None:
     client = H2Client(connect_timeout_s=settings.connect_timeout_ms / 1000)
     h1_client = H1Client(connect_timeout_s=settings.connect_timeout_ms / 1000)
     telemetry = _telemetry(settings)
+    kafka = await KafkaCatalog.load(storage, registry, static_clusters(settings.kafka_clusters))
     runtime_box: list[Runtime] = []
     invoker = Invoker(
         registry,
@@ -199,6 +203,16 @@ async def serve(settings: Settings) -> None:
     async def replace_state(service: str, key: str, state: dict[bytes, bytes]) -> None:
         await runtime.call(lambda token: ReplaceState(service, key, tuple(state.items()), token))
 
+    ingestion = Ingestion(
+        kafka,
+        runtime,
+        registry,
+        IngestionLimits(
+            records_per_poll_max=settings.kafka_poll_records_max,
+            record_size_max_bytes=settings.message_size_max_bytes,
+            backoff_s_max=settings.kafka_restart_backoff_s_max,
+        ),
+    )
     query_engine = make_query_engine(
         storage,
         live_attempts=live_attempts_of(runtime),
@@ -226,6 +240,7 @@ async def serve(settings: Settings) -> None:
             ),
             *ui_routes(ingress_app),  # the UI's invoke form keeps the ingress token check
             *_metrics_routes(telemetry, query_engine),
+            *kafka_routes(kafka),
         ],
         server_headers=settings.additional_request_headers,
         signer=signer,
@@ -264,6 +279,7 @@ async def serve(settings: Settings) -> None:
                 ),
                 *leases,
             ]
+            ingestion.start(tg)
             while not (ingress_server.started and admin_server.started):
                 await asyncio.sleep(0.005)
             log.info(
@@ -282,10 +298,11 @@ async def serve(settings: Settings) -> None:
             stop_wait = tg.create_task(stop.wait())
             await asyncio.wait([stop_wait, *core], return_when=asyncio.FIRST_COMPLETED)
             log.info("perdure stopping")
+            await ingestion.drain()  # consumers finish their batch and commit what is durable
             ingress_server.should_exit = True
             admin_server.should_exit = True
             await asyncio.wait(servers, timeout=5)
-            for t in (*core, *servers, stop_wait):
+            for t in (*core, *servers, stop_wait, *ingestion.tasks()):
                 t.cancel()
             invoker.abort_all()
     finally:

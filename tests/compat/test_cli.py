@@ -26,7 +26,8 @@ from tests.compat.test_introspection import (
     wait_for,
 )
 from tests.support import PythonService, Server, query
-from tests.support.paths import perdure_executable, restate_cli_binary
+from tests.support.cli import restate_cli
+from tests.support.paths import perdure_executable
 
 __all__ = ["scenario"]  # the module fixture, shared with test_introspection
 
@@ -34,26 +35,7 @@ CLI_TIMEOUT_S = 60.0
 VERSIONED_MODULE = "tests.compat.services.versioned"
 
 
-def restate(
-    server: Server, home: Path, *args: str, extra_env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """The official CLI with RESTATE_ADMIN_URL pointed at `server` and an empty config home."""
-    env = dict(os.environ)
-    env.update(
-        RESTATE_ADMIN_URL=server.admin_url,
-        RESTATE_CLI_CONFIG_HOME=str(home),
-        NO_COLOR="1",
-        COLUMNS="200",
-        **(extra_env or {}),
-    )
-    return subprocess.run(
-        [str(restate_cli_binary()), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        check=False,
-    )
+restate = restate_cli
 
 
 def perdure(

@@ -33,6 +33,7 @@ class Op(IntEnum):
     LIMIT_DELETE = 14  # (invocation id)
     SCHEDULE_PUT = 15  # (name, record)
     SCHEDULE_DELETE = 16  # (name)
+    DEDUP_SET = 17  # (producer, offset): highest ingested offset of a record stream
 
 
 @dataclass(frozen=True, slots=True)

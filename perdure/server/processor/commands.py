@@ -34,6 +34,19 @@ class Invoke:
 
 
 @dataclass(frozen=True, slots=True)
+class Ingest:
+    """From a subscription's consumer: one Kafka record to become an invocation, at most once per
+    (producer, offset). `producer` names the stream of offsets (subscription, group, topic,
+    partition); records of one producer arrive in offset order, so a high-water mark dedups them."""
+
+    request: InvokeRequest
+    producer: str
+    offset: int
+    subscription_id: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
 class SdkMessage:
     """One protocol message streamed by the service during attempt `attempt`."""
 
@@ -182,6 +195,7 @@ class ChangeSchedule:
 
 Command = (
     Invoke
+    | Ingest
     | SdkMessage
     | AttemptFailed
     | AttemptOpened

@@ -82,6 +82,7 @@ class ProcessorCore:
         self._inbox_seq = 0
         self._state: dict[tuple[str, str], dict[bytes, bytes]] = {}
         self._promises = prom.PromiseCache(reader)
+        self._dedup: dict[str, int] = {}  # ingested record streams: producer -> highest offset
         self._attempt_seq = 0
         self._batch = WriteBatch()
         self._effects: list[Effect] = []
@@ -135,6 +136,8 @@ class ProcessorCore:
             for key in list(self._state)[: len(self._state) // 2]:
                 del self._state[key]
         self._promises.trim(self._config.cached_keys_max)
+        if len(self._dedup) > self._config.cached_keys_max:
+            self._dedup.clear()  # committed: the store has every mark
 
     def resident(self) -> dict[bytes, Invocation]:
         return self._resident

@@ -16,6 +16,7 @@ from perdure.server.processor.commands import (
     ChangeSchedule,
     Command,
     CompleteAwakeable,
+    Ingest,
     Invoke,
     ReplaceState,
     RestartAsNew,
@@ -39,6 +40,8 @@ class Processor(JournalCommands, Requests, Restarts, ScheduleCommands):
             self._on_sdk_message(cmd)
         elif isinstance(cmd, Invoke):
             self._on_invoke(cmd)
+        elif isinstance(cmd, Ingest):
+            self._on_ingest(cmd)
         elif isinstance(cmd, TimerFired):
             self._on_timer(cmd.timer)
         elif isinstance(cmd, AttemptFailed):

@@ -16,6 +16,7 @@ from perdure.server.processor.commands import (
     Attach,
     ChangeRules,
     CompleteAwakeable,
+    Ingest,
     Invoke,
     ReplaceState,
     Terminate,
@@ -65,6 +66,34 @@ class Requests(ProcessorCore):
             )
         else:
             self._waiters.setdefault(iid.raw, []).append(cmd.token)
+
+    def _on_ingest(self, cmd: Ingest) -> None:
+        """A Kafka record: dropped if its offset is at or below the stream's high-water mark, else
+        one invocation, with the new mark written in the same batch (so a redelivery after a crash,
+        before or after this commit, neither loses nor doubles the record)."""
+        mark = self._dedup.get(cmd.producer)
+        if mark is None:
+            mark = self._reader.get_dedup(cmd.producer)
+        if mark is not None and cmd.offset <= mark:
+            self._effects.append(Reply(cmd.token, "accepted", status="PreviouslyAccepted"))
+            return
+        self._dedup[cmd.producer] = cmd.offset
+        self._batch.op(Op.DEDUP_SET, cmd.producer, cmd.offset)
+        req = cmd.request
+        iid = invocation_id_for(req.target, None)
+        existing = self._get(iid.raw)  # a workflow key that already ran: the record adds nothing
+        if existing is not None and self._expired(existing):
+            self._purge(existing)
+            existing = None
+        if existing is not None:
+            self._effects.append(
+                Reply(cmd.token, "accepted", invocation_id=existing.id_str, status="PreviouslyAccepted")
+            )
+            return
+        self._create(
+            iid, req, invoked_by="subscription", caller=None, by_id=cmd.subscription_id, by_target=None
+        )
+        self._effects.append(Reply(cmd.token, "accepted", invocation_id=str(iid), status="Accepted"))
 
     def _on_duplicate(self, inv: Invocation, cmd: Invoke) -> None:
         if cmd.mode == "send":

@@ -50,7 +50,8 @@ INVOCATION_STATUS: dict[str, str] = {
     "target_service_ty": rec("st"),
     "idempotency_key": rec("ik"),
     "invoked_by": rec("by"),
-    "invoked_by_id": rec("byid"),
+    "invoked_by_id": f"CASE WHEN {rec('by')} = 'subscription' THEN NULL ELSE {rec('byid')} END",
+    "invoked_by_subscription_id": f"CASE WHEN {rec('by')} = 'subscription' THEN {rec('byid')} END",
     "invoked_by_service_name": f"CASE WHEN instr({INVOKED_BY}, '/') > 0 "
     f"THEN substr({INVOKED_BY}, 1, instr({INVOKED_BY}, '/') - 1) END",
     "invoked_by_target": INVOKED_BY,

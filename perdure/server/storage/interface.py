@@ -26,6 +26,7 @@ class Reader(Protocol):
     def get_state(self, service: str, key: str) -> dict[bytes, bytes]: ...
     def get_promise(self, service: str, key: str, name: str) -> bytes | None: ...
     def expired(self, now_ms: int, limit: int) -> list[bytes]: ...  # completed, retention over
+    def get_dedup(self, producer: str) -> int | None: ...  # highest ingested offset (Kafka records)
 
 
 @runtime_checkable

@@ -34,6 +34,7 @@ class MemoryStorage:
         self.rules: dict[str, list[Any]] = {}  # pattern -> [record, tat]
         self.limit_entries: dict[bytes, tuple[int, int, str, str, str | None]] = {}
         self.schedules: dict[str, bytes] = {}
+        self.dedup: dict[str, int] = {}
         self.fail_next_commit = False
         self.commits = 0
 
@@ -101,6 +102,8 @@ class MemoryStorage:
             self.schedules[a[0]] = a[1]
         elif kind is Op.SCHEDULE_DELETE:
             self.schedules.pop(a[0], None)
+        elif kind is Op.DEDUP_SET:
+            self.dedup[a[0]] = a[1]
         elif kind is Op.PROMISE_CLEAR:
             for k in [k for k in self.promises if k[0] == a[0] and k[1] == a[1]]:
                 del self.promises[k]
@@ -124,6 +127,9 @@ class MemoryStorage:
 
     def get_promise(self, service: str, key: str, name: str) -> bytes | None:
         return self.promises.get((service, key, name))
+
+    def get_dedup(self, producer: str) -> int | None:
+        return self.dedup.get(producer)
 
     def expired(self, now_ms: int, limit: int) -> list[bytes]:
         out = []

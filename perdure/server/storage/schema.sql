@@ -72,3 +72,9 @@ CREATE TABLE IF NOT EXISTS schedule ( -- cron and interval schedules (/schedules
   name TEXT PRIMARY KEY,
   record BLOB NOT NULL
 ) WITHOUT ROWID;
+-- Ingested record streams (a Kafka subscription's topic partition): the highest offset already
+-- turned into an invocation, written in the same transaction as that invocation.
+CREATE TABLE IF NOT EXISTS dedup (
+  producer TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL
+) WITHOUT ROWID;

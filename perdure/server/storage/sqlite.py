@@ -51,6 +51,7 @@ _OP_SQL = {
     Op.LIMIT_DELETE: "DELETE FROM limit_entry WHERE id = ?",
     Op.SCHEDULE_PUT: "INSERT OR REPLACE INTO schedule (name, record) VALUES (?, ?)",
     Op.SCHEDULE_DELETE: "DELETE FROM schedule WHERE name = ?",
+    Op.DEDUP_SET: "INSERT OR REPLACE INTO dedup (producer, seq) VALUES (?, ?)",
 }
 
 log = logging.getLogger("perdure.storage")
@@ -282,6 +283,10 @@ class SqliteStorage:
             .fetchone()
         )
         return None if row is None else bytes(row[0])
+
+    def get_dedup(self, producer: str) -> int | None:
+        row = self._r().execute("SELECT seq FROM dedup WHERE producer = ?", (producer,)).fetchone()
+        return None if row is None else int(row[0])
 
     def expired(self, now_ms: int, limit: int) -> list[bytes]:
         rows = (

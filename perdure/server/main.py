@@ -35,7 +35,7 @@ from perdure.server.kafka.ingestion import Ingestion, IngestionLimits
 from perdure.server.processor.commands import ReplaceState
 from perdure.server.processor.core import ProcessorConfig
 from perdure.server.processor.processor import Processor
-from perdure.server.query.catalog import CatalogSource, registry_catalog
+from perdure.server.query.catalog import CatalogSource, registry_catalog, with_subscription_lag
 from perdure.server.query.engine import LiveAttempts, QueryEngine, QueryLimits
 from perdure.server.query.live import live_attempts_of
 from perdure.server.registry import Registry, ServiceDefaults
@@ -216,7 +216,7 @@ async def serve(settings: Settings) -> None:
     query_engine = make_query_engine(
         storage,
         live_attempts=live_attempts_of(runtime),
-        catalog=registry_catalog(registry),
+        catalog=with_subscription_lag(registry_catalog(registry), ingestion.lag_rows),
         limits=QueryLimits(time_limit_s=settings.query_time_limit_s, rows_max=settings.query_rows_max),
     )
     await query_engine.open()

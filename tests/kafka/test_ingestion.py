@@ -140,3 +140,21 @@ def test_deleted_subscription_delivers_nothing_more(sinks: Sinks) -> None:
     sinks.unsubscribe(sub2["id"])
     resp = httpx.get(f"{sinks.server.admin_url}/subscriptions", params={"source": f"kafka://local/{topic}"})
     assert resp.json() == {"subscriptions": []}
+
+
+def test_a_key_that_is_not_utf8_stalls_its_partition_by_default(sinks: Sinks) -> None:
+    """Restate's behaviour for a record that cannot become an object invocation: the consumer retries
+    it forever, so the records after it in that partition wait (Perdure's opt-in policies aside)."""
+    topic = sinks.topic(1)
+    key = f"stall-{topic}"
+    sub = sinks.subscribe(topic, "service://KCounter/add")
+    sinks.broker.produce(topic, [(key.encode(), b"1"), (b"\xff\xfe", b"1"), (key.encode(), b"1")])
+    sinks.wait_counts({key: 1})
+    other = sinks.topic(1)
+    probe = f"probe-{other}"
+    sub2 = sinks.subscribe(other, "service://KCounter/add")
+    sinks.broker.produce(other, [(probe.encode(), b"1")])
+    sinks.wait_counts({probe: 1})
+    assert sinks.counter(key)["count"] == 1
+    for s in (sub, sub2):
+        sinks.unsubscribe(s["id"])

@@ -25,9 +25,10 @@ from tests.support.process import ManagedProcess
 TANSU_BIN_ENV = "TANSU_BIN"
 ADMIN_TIMEOUT_S = 30.0
 FLUSH_TIMEOUT_S = 30.0
+IDLE_END_S = 2.0  # a topic read for its end offsets is done after this long without a record
 # Tansu answers a consumer's JoinGroup after half the member's session timeout; librdkafka's default
 # (45 s) would make every test wait 22 s for its partitions. Pass these in subscription options.
-FAST_GROUP_OPTIONS = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}
+FAST_GROUP_OPTIONS = {"session.timeout.ms": "4000", "heartbeat.interval.ms": "400"}
 
 Record = tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
 
@@ -113,7 +114,7 @@ class TansuBroker(ManagedProcess):
         assert left == 0 and not errors, f"{left} records not delivered, errors: {errors}"
 
     def committed(self, group: str, topic: str, partitions: int) -> dict[int, int]:
-        """The offsets committed by a consumer group (partition -> next offset; -1001 = none)."""
+        """The offsets committed by a consumer group (partition -> next offset; 0 when none)."""
         from confluent_kafka import Consumer, TopicPartition
 
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False})
@@ -121,20 +122,27 @@ class TansuBroker(ManagedProcess):
             parts = c.committed(
                 [TopicPartition(topic, p) for p in range(partitions)], timeout=ADMIN_TIMEOUT_S
             )
-            return {tp.partition: tp.offset for tp in parts}
+            return {tp.partition: max(tp.offset, 0) for tp in parts}
         finally:
             c.close()
 
     def end_offsets(self, topic: str, partitions: int) -> dict[int, int]:
-        """High watermarks: partition -> offset of the next record."""
+        """partition -> offset after its last record, found by reading the topic (Tansu 0.6 answers
+        ListOffsets with the last batch's base offset + 1, not the high watermark)."""
         from confluent_kafka import Consumer, TopicPartition
 
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "perdure-test-watermarks"})
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "perdure-test-ends"})
+        ends = dict.fromkeys(range(partitions), 0)
         try:
-            return {
-                p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=ADMIN_TIMEOUT_S)[1]
-                for p in range(partitions)
-            }
+            c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+            idle_until = time.monotonic() + IDLE_END_S
+            while time.monotonic() < idle_until:
+                msg = c.poll(0.2)
+                if msg is not None and msg.error() is None:
+                    part, off = msg.partition() or 0, msg.offset() or 0
+                    ends[part] = max(ends[part], off + 1)
+                    idle_until = time.monotonic() + IDLE_END_S
+            return ends
         finally:
             c.close()
 

@@ -10,16 +10,18 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
-
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from perdure.server.kafka.record import KafkaRecord
+
+if TYPE_CHECKING:  # librdkafka is loaded with the first consumer, not with the server
+    from confluent_kafka import Consumer, Message, TopicPartition
 
 T = TypeVar("T")
 log = logging.getLogger("perdure.kafka")
 POLL_TIMEOUT_S = 0.5  # how long one poll waits for records (also how fast a stop is noticed)
 CLOSE_TIMEOUT_S = 10.0
+LAG_COMMITTED_TIMEOUT_S = 5.0
 
 
 class ConsumerFailed(Exception):
@@ -58,6 +60,7 @@ class KafkaConsumer:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kafka-{name}")
         self._consumer: Consumer | None = None
         self.assigned: set[int] = set()
+        self._committed: dict[int, int] = {}  # partition -> group's committed offset when assigned
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -66,6 +69,8 @@ class KafkaConsumer:
         await self._call(self._open)
 
     def _open(self) -> None:
+        from confluent_kafka import Consumer, KafkaException
+
         try:
             consumer = Consumer(self._config)
         except KafkaException as exc:
@@ -84,6 +89,8 @@ class KafkaConsumer:
         return await self._call(self._poll, records_max)
 
     def _poll(self, records_max: int) -> list[KafkaRecord]:
+        from confluent_kafka import KafkaError
+
         assert self._consumer is not None
         out = []
         for msg in self._consumer.consume(records_max, POLL_TIMEOUT_S):
@@ -107,26 +114,37 @@ class KafkaConsumer:
         await self._call(self._store, dict(next_offsets))
 
     def _store(self, next_offsets: dict[int, int]) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
         assert self._consumer is not None
         parts = [TopicPartition(self._topic, p, o) for p, o in next_offsets.items() if p in self.assigned]
         if parts:
             with contextlib.suppress(KafkaException):  # revoked meanwhile: the next owner re-reads, deduped
                 self._consumer.store_offsets(offsets=parts)
 
-    async def lag(self) -> dict[int, tuple[int, int]]:
-        """partition -> (position, high watermark) of the assigned partitions, from librdkafka's cache."""
-        return await self._call(self._lag)
+    async def lag(self, durable: Mapping[int, int]) -> dict[int, tuple[int, int]]:
+        """partition -> (position, high watermark) of the assigned partitions. The position is the
+        next offset not yet durable: `durable` (what the runner stored), else the group's committed
+        offset (asked once per partition); the high watermark is librdkafka's, from its fetches."""
+        return await self._call(self._lag, dict(durable))
 
-    def _lag(self) -> dict[int, tuple[int, int]]:
+    def _lag(self, durable: dict[int, int]) -> dict[int, tuple[int, int]]:
+        from confluent_kafka import OFFSET_INVALID, KafkaException, TopicPartition
+
         assert self._consumer is not None
-        parts = [TopicPartition(self._topic, p) for p in sorted(self.assigned)]
         out: dict[int, tuple[int, int]] = {}
         with contextlib.suppress(KafkaException):
-            for tp in self._consumer.position(parts):
-                lo, hi = self._consumer.get_watermark_offsets(tp, cached=True)
-                pos = tp.offset if tp.offset != OFFSET_INVALID else lo
-                if hi >= 0:
-                    out[tp.partition] = (max(pos, 0), hi)
+            unknown = [p for p in sorted(self.assigned) if p not in durable and p not in self._committed]
+            if unknown:
+                parts = [TopicPartition(self._topic, p) for p in unknown]
+                for tp in self._consumer.committed(parts, timeout=LAG_COMMITTED_TIMEOUT_S):
+                    self._committed[tp.partition] = tp.offset
+            for p in sorted(self.assigned):
+                lo, hi = self._consumer.get_watermark_offsets(TopicPartition(self._topic, p), cached=True)
+                if hi < 0:
+                    continue  # nothing fetched yet
+                pos = durable.get(p, self._committed.get(p, OFFSET_INVALID))
+                out[p] = (pos if pos >= 0 else max(lo, 0), hi)
         return out
 
     async def close(self) -> None:
@@ -137,6 +155,8 @@ class KafkaConsumer:
             self._pool.shutdown(wait=False)
 
     def _close(self) -> None:
+        from confluent_kafka import KafkaException
+
         if self._consumer is None:
             return
         with contextlib.suppress(KafkaException):

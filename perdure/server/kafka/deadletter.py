@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-
-from confluent_kafka import KafkaError, Message, Producer
+from typing import TYPE_CHECKING
 
 from perdure.server.kafka.consumer import ConsumerFailed
 from perdure.server.kafka.model import OPT_DEAD_LETTER_TOPIC, Subscription
 from perdure.server.kafka.record import KafkaRecord
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message, Producer
 
 FLUSH_TIMEOUT_S = 30.0
 
@@ -30,6 +32,8 @@ class DeadLetters:
 
     def send(self, rec: KafkaRecord, reason: str) -> None:
         if self._producer is None:
+            from confluent_kafka import Producer
+
             self._producer = Producer(self._conf)
         headers: list[tuple[str, str | bytes | None]] = [
             *rec.headers,

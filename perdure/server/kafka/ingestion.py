@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from perdure.server.kafka.catalog import KafkaCatalog
@@ -25,6 +24,7 @@ from perdure.server.kafka.model import OPT_ON_POISON, KafkaCluster, Subscription
 from perdure.server.kafka.record import KafkaRecord, PoisonRecord, producer_key, to_request
 from perdure.server.processor.commands import Ingest
 from perdure.server.processor.effects import Reply
+from perdure.server.query.catalog import SubscriptionLagRow
 from perdure.server.registry import Registry
 from perdure.server.runtime import Runtime, Unavailable
 
@@ -39,6 +39,7 @@ class SubscriptionStats:
     """What a runner reports: partition -> (durable position, high watermark), and counters."""
 
     partitions: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    durable: dict[int, int] = field(default_factory=dict)  # partition -> next offset not yet durable
     ingested: int = 0
     skipped: int = 0
     dead_lettered: int = 0
@@ -100,10 +101,13 @@ class SubscriptionRunner:
                 records = await consumer.poll(self._limits.records_per_poll_max)
                 if self.stop.is_set():
                     break  # stopped while polling: these records are not ours to ingest any more
-                if records:
-                    await self._ingest(consumer, dead, records)
-                    self._stats.last_error = None
-                self._stats.partitions = {(sub.topic, p): ph for p, ph in (await consumer.lag()).items()}
+                try:
+                    if records:
+                        await self._ingest(consumer, dead, records)
+                        self._stats.last_error = None
+                finally:
+                    lag = await consumer.lag(self._stats.durable)
+                    self._stats.partitions = {(sub.topic, p): ph for p, ph in lag.items()}
         finally:
             await asyncio.shield(self._close(consumer, dead))
 
@@ -139,6 +143,7 @@ class SubscriptionRunner:
         await dead.flush()
         self._stats.ingested += len(waits)
         await consumer.store(done)
+        self._stats.durable.update(done)
         if poison is not None:
             raise poison
 
@@ -225,19 +230,10 @@ class Ingestion:
         if tasks:
             await asyncio.wait(tasks, timeout=DRAIN_TIMEOUT_S)
 
-    def lag_rows(self) -> list[Mapping[str, object]]:
-        """One row per subscription partition: position (next offset durable), high watermark, lag."""
-        rows: list[Mapping[str, object]] = []
-        for sub_id, st in self.stats.items():
-            for (topic, part), (pos, high) in sorted(st.partitions.items()):
-                rows.append(
-                    {
-                        "subscription_id": sub_id,
-                        "topic": topic,
-                        "partition": part,
-                        "position": pos,
-                        "high_watermark": high,
-                        "lag": max(0, high - pos),
-                    }
-                )
-        return rows
+    def lag_rows(self) -> tuple[SubscriptionLagRow, ...]:
+        """One row per subscription partition: position (next offset not yet durable), high watermark."""
+        return tuple(
+            SubscriptionLagRow(sub_id, topic, part, pos, high, max(0, high - pos))
+            for sub_id, st in self.stats.items()
+            for (topic, part), (pos, high) in sorted(st.partitions.items())
+        )

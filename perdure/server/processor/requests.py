@@ -81,7 +81,8 @@ class Requests(ProcessorCore):
         self._batch.op(Op.DEDUP_SET, cmd.producer, cmd.offset)
         req = cmd.request
         iid = invocation_id_for(req.target, None)
-        existing = self._get(iid.raw)  # a workflow key that already ran: the record adds nothing
+        # Only a workflow run has a deterministic id: a key that already ran gets nothing more.
+        existing = self._get(iid.raw) if req.target.handler_ty == "workflow" else None
         if existing is not None and self._expired(existing):
             self._purge(existing)
             existing = None

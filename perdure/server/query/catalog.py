@@ -5,7 +5,7 @@ taken on the event loop before each query and handed to the query thread
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
@@ -34,9 +34,23 @@ class ServiceRow:
 
 
 @dataclass(frozen=True, slots=True)
+class SubscriptionLagRow:
+    subscription_id: str
+    topic: str
+    partition: int
+    position: int  # next offset whose record is not yet durable as an invocation
+    high_watermark: int
+    lag: int
+
+
+@dataclass(frozen=True, slots=True)
 class Catalog:
     deployments: tuple[DeploymentRow, ...] = field(default=())
     services: tuple[ServiceRow, ...] = field(default=())
+    subscription_lag: tuple[SubscriptionLagRow, ...] = field(default=())
+
+    def subscription_lag_json(self) -> str:
+        return orjson.dumps([asdict(r) for r in self.subscription_lag]).decode()
 
     def to_json(self) -> tuple[str, str]:
         """(deployments, services) as JSON arrays, the form the views expand with json_each."""
@@ -108,5 +122,16 @@ def registry_catalog(registry: RegistryLike) -> CatalogSource:
                 for s in registry.services()
             ),
         )
+
+    return snapshot
+
+
+def with_subscription_lag(
+    source: CatalogSource, lag: Callable[[], tuple[SubscriptionLagRow, ...]]
+) -> CatalogSource:
+    """`source` plus the Kafka consumers' lag rows (a fact of the server's memory)."""
+
+    def snapshot() -> Catalog:
+        return replace(source(), subscription_lag=lag())
 
     return snapshot

@@ -157,9 +157,13 @@ class QueryEngine:
         """Run one SELECT; QueryError on bad SQL, a write, the time or row limit."""
         if self._executor is None:
             raise RuntimeError("query engine is not open")
-        deployments, services = self._snapshot_catalog()
+        catalog: Catalog = self._catalog()
+        deployments, services = catalog.to_json()
         snapshot = QueryContext(
-            live=frozenset(self._live()), deployments_json=deployments, services_json=services
+            live=frozenset(self._live()),
+            deployments_json=deployments,
+            services_json=services,
+            subscription_lag_json=catalog.subscription_lag_json(),
         )
         box: list[_Conn] = []
         loop = asyncio.get_running_loop()
@@ -170,10 +174,6 @@ class QueryEngine:
             if box:
                 box[0].conn.interrupt()  # the caller went away: stop the query now
             raise
-
-    def _snapshot_catalog(self) -> tuple[str, str]:
-        catalog: Catalog = self._catalog()
-        return catalog.to_json()
 
     def _run(self, sql: str, snapshot: QueryContext, box: list[_Conn]) -> QueryResult:
         # sqlglot takes a moment to import: on the first query, not at server start-up.
@@ -191,6 +191,7 @@ class QueryEngine:
             snapshot.deployments_json,
             snapshot.services_json,
         )
+        ctx.subscription_lag_json = snapshot.subscription_lag_json
         ctx.now_ms = snapshot.now_ms
         ctx.timed_out = False
         ctx.deadline = time.monotonic() + self.limits.time_limit_s

@@ -47,6 +47,7 @@ class QueryContext:
     live: Collection[bytes] = frozenset()
     deployments_json: str = "[]"
     services_json: str = "[]"
+    subscription_lag_json: str = "[]"
     deadline: float = float("inf")  # time.monotonic() after which the query is interrupted
     timed_out: bool = False
     now_ms: int = field(default_factory=lambda: int(time.time() * 1000))
@@ -299,6 +300,7 @@ def register(conn: sqlite3.Connection, ctx: QueryContext) -> None:
     conn.create_function("perdure_in_flight", 1, lambda raw: 1 if bytes(raw) in ctx.live else 0)
     conn.create_function("perdure_deployments", 0, lambda: ctx.deployments_json)
     conn.create_function("perdure_services", 0, lambda: ctx.services_json)
+    conn.create_function("perdure_lag_rows", 0, lambda: ctx.subscription_lag_json)
     conn.create_function("now", 0, lambda: timestamp_text(ctx.now_ms))
     conn.create_function("perdure_to_timestamp", 1, _to_timestamp, **pure)
     conn.create_function("perdure_ts_add", 2, _ts_add, **pure)

@@ -213,6 +213,15 @@ TABLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("max_service_protocol_version", U32),
         ("services", LIST_UTF8),
     ),
+    # Perdure's own (Restate only has a metric): consumer lag of each Kafka subscription partition.
+    "perdure_subscription_lag": (
+        ("subscription_id", UTF8),
+        ("topic", UTF8),
+        ("partition", U32),
+        ("position", U64),
+        ("high_watermark", U64),
+        ("lag", U64),
+    ),
     "sys_locks": (
         ("partition_key", U64),
         ("scope", UTF8),

@@ -188,6 +188,9 @@ def _obj(field: str) -> str:
     return f"json_extract(c.value, '$.{field}')"
 
 
+_LAG_COLUMNS = ("subscription_id", "topic", "partition", "position", "high_watermark", "lag")
+SUBSCRIPTION_LAG: dict[str, str] = {name: _obj(name) for name in _LAG_COLUMNS}
+
 SERVICE: dict[str, str] = {name: _obj(name) for name in ("name", "revision", "public", "ty", "deployment_id")}
 
 DEPLOYMENT: dict[str, str] = {
@@ -287,6 +290,7 @@ SOURCES: dict[str, tuple[Mapping[str, str], str]] = {
     "sys_user_limits": (USER_LIMITS, f"main.limit_rule r WHERE {_rule('c')} IS NOT NULL"),
     "perdure_limits": (LIMITS, "main.limit_rule r"),
     "perdure_schedules": (SCHEDULES, "main.schedule sc"),
+    "perdure_subscription_lag": (SUBSCRIPTION_LAG, "json_each(perdure_lag_rows()) c"),
 }
 
 

@@ -152,6 +152,28 @@ def test_ordered_keyed_operations_end_as_the_last_one_left_them(cluster: Postgre
     asyncio.run(go())
 
 
+def test_dedup_marks_are_written_with_the_batch_on_postgres_and_sqlite(
+    cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    b = WriteBatch()
+    b.op(Op.DEDUP_SET, "kafka/sub/p0", 4)
+    b.op(Op.DEDUP_SET, "kafka/sub/p0", 7)
+    b.op(Op.DEDUP_SET, "kafka/sub/p1", 0)
+    stores = [PostgresStorage(cluster.create_database("dedup"), pool_size=1), SqliteStorage(tmp_path / "d")]
+
+    async def go() -> None:
+        for store in stores:
+            await _replay(store, [b])
+            try:
+                assert store.get_dedup("kafka/sub/p0") == 7
+                assert store.get_dedup("kafka/sub/p1") == 0
+                assert store.get_dedup("kafka/sub/p2") is None
+            finally:
+                await store.close()
+
+    asyncio.run(go())
+
+
 def test_schema_is_built_from_empty_by_numbered_migrations_and_reopening_applies_none_again(
     cluster: PostgresCluster,
 ) -> None:

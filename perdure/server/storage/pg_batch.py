@@ -55,6 +55,9 @@ _EXTRA_SQL: dict[Op, str] = {
     Op.SCHEDULE_PUT: "INSERT INTO schedule (name, record) VALUES ($1, $2) "
     "ON CONFLICT (name) DO UPDATE SET record = excluded.record",
     Op.SCHEDULE_DELETE: "DELETE FROM schedule WHERE name = $1",
+    # A Kafka record stream's high-water mark, in the transaction of the invocation it dedups.
+    Op.DEDUP_SET: "INSERT INTO dedup (producer, seq) VALUES ($1, $2) "
+    "ON CONFLICT (producer) DO UPDATE SET seq = excluded.seq",
 }
 
 

@@ -308,6 +308,10 @@ class PostgresStorage:
         )
         return bytes(rows[0][0]) if rows else None
 
+    def get_dedup(self, producer: str) -> int | None:
+        rows = self._rows("SELECT seq FROM dedup WHERE producer = %s", (producer,))
+        return int(rows[0][0]) if rows else None
+
     def expired(self, now_ms: int, limit: int) -> list[bytes]:
         rows = self._rows(
             "SELECT id FROM invocation WHERE expires_at IS NOT NULL AND expires_at <= %s LIMIT %s",

@@ -48,6 +48,16 @@ class Sinks:
         subs: list[dict[str, Any]] = resp.json()["subscriptions"]
         return subs
 
+    def probe(self) -> None:
+        """Proves the server still ingests: a record on a fresh topic reaches its counter. A record
+        that was going to be delivered elsewhere (same server, same broker) would have been by then."""
+        topic = self.topic(1)
+        key = f"probe-{topic}"
+        sub = self.subscribe(topic, "service://KCounter/add")
+        self.broker.produce(topic, [(key.encode(), b"1")])
+        self.wait_counts({key: 1})
+        self.unsubscribe(sub["id"])
+
     def counter(self, key: str) -> dict[str, Any]:
         resp = httpx.post(f"{self.server.ingress_url}/KCounter/{key}/get", timeout=30)
         assert resp.status_code == 200, resp.text

@@ -20,17 +20,6 @@ pytestmark = pytest.mark.kafka
 BAD_KEY = b"\xff\xfe"
 
 
-def _probe(sinks: Sinks) -> None:
-    """Proves the server still ingests: a record on a fresh topic reaches its counter. A record that
-    was going to be delivered elsewhere would have been by then (same server, same broker)."""
-    topic = sinks.topic(1)
-    key = f"probe-{topic}"
-    sub = sinks.subscribe(topic, "service://KCounter/add")
-    sinks.broker.produce(topic, [(key.encode(), b"1")])
-    sinks.wait_counts({key: 1})
-    sinks.unsubscribe(sub["id"])
-
-
 def test_record_headers_reach_the_handler_when_asked_for(perdure_sinks: Sinks) -> None:
     sinks = perdure_sinks
     topic = sinks.topic(1)
@@ -136,7 +125,7 @@ def test_pause_and_resume(perdure_sinks: Sinks) -> None:
     paused = httpx.patch(f"{admin}/subscriptions/{sub['id']}/pause")
     assert paused.status_code == 200 and paused.json()["options"]["perdure.paused"] == "true"
     sinks.broker.produce(topic, [(key.encode(), b"1") for _ in range(3)])
-    _probe(sinks)
+    sinks.probe()
     assert sinks.counter(key)["count"] == 1
     resumed = httpx.patch(f"{admin}/subscriptions/{sub['id']}/resume")
     assert resumed.status_code == 200 and resumed.json()["options"]["perdure.paused"] == "false"

@@ -42,6 +42,13 @@ async def test_sdk_killed_mid_invocation_resumes_without_redoing_steps(
         sent = await ingress.send("Steps/three_steps", tag)
         assert sent.status_code == 202
         await dep.ledger.wait_for(tag, "one")
+        # Step one is durable once the SDK has moved on to the sleep (it awaited the run's
+        # acknowledgement); a kill before that may rightly run it again.
+        await wait_for_row(
+            sdk_server.admin_url,
+            f"SELECT index FROM sys_journal WHERE id = '{sent.invocation_id}'"
+            " AND entry_type = 'Command: Sleep'",
+        )
         dep.restart()  # SIGKILL during the durable sleep, then the same deployment comes back
         out = await ingress.attach(sent.invocation_id)
     assert out.status_code == 200, out.text

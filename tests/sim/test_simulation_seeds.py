@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SEEDS = int(os.environ.get("PERDURE_SIM_SEEDS", "2000"))
 
 
+@pytest.mark.timeout(SEEDS * 0.2 + 60)  # a hang guard: ~40 ms of CPU per seed on a quiet machine
 def test_many_seeds_hold_every_invariant() -> None:
     _, failures = run_seeds(range(SEEDS))
     if failures:

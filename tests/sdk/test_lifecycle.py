@@ -71,6 +71,8 @@ async def test_changed_step_order_fails_with_a_non_determinism_error(
             sdk_server.admin_url,
             "SELECT last_failure, last_failure_error_code, last_failure_related_command_index "
             f"FROM sys_invocation WHERE id = '{sent.invocation_id}' AND last_failure LIKE '%alpha%'",
+            # Retries while the SDK was down back off (Restate's up to 10 s between attempts).
+            timeout_s=60.0,
         )
     assert row["last_failure"].startswith("[570 Journal mismatch]"), row
     assert "beta" in row["last_failure"], row

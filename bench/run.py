@@ -60,7 +60,7 @@ def _read_line(stream: IO[str], what: str) -> str:
     return line.strip()
 
 
-def _drive_load(
+def drive_load(
     ingress_port: int, args: argparse.Namespace, server_pid: int, sdk_pid: int, db: DbProbe | None = None
 ) -> RoundResult:
     argv = [sys.executable, "-m", "bench.load", "--port", str(ingress_port), "--n", str(args.n)]
@@ -118,7 +118,7 @@ def run_round(kind: str, round_index: int, args: argparse.Namespace, workdir: Pa
         register(server.admin_url, sdk.url)
         store = getattr(server, "store", "")
         db = DbProbe(shared_cluster(), store) if store else None
-        result = _drive_load(server.ingress_port, args, server.pid, sdk.pid, db)
+        result = drive_load(server.ingress_port, args, server.pid, sdk.pid, db)
     return RoundResult(**{**asdict(result), "server": kind, "round": round_index})
 
 

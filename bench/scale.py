@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,9 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.procstat import tree_cpu_s, tree_peak_rss_bytes
+from bench.run import drive_load
 from tests.support import PythonService, make_server, register
-from tests.support.paths import REPO_ROOT
 
 SEED_CALLS = 300
 COPY_CHUNK = 20_000
@@ -96,37 +94,13 @@ def measure(data_dir: Path, workdir: Path, args: argparse.Namespace, label: str)
     )
     with server, svc:
         register(server.admin_url, svc.url)  # the same endpoint again: a new deployment is fine
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.load",
-            "--port",
-            str(server.ingress_port),
-            "--n",
-            str(args.n),
-            "--concurrency",
-            str(args.concurrency),
-            "--warmup",
-            "300",
-        ]
-        with subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
-        ) as load:
-            assert load.stdin is not None and load.stdout is not None
-            if load.stdout.readline().strip() != "ready":
-                raise RuntimeError("load generator did not get ready")
-            cpu0 = tree_cpu_s(server.pid)
-            load.stdin.write("go\n")
-            load.stdin.flush()
-            summary = json.loads(load.stdout.readline())
-            cpu = tree_cpu_s(server.pid) - cpu0
-        ok = max(1, int(summary["ok"]))
+        r = drive_load(server.ingress_port, args, server.pid, svc.pid)
         return {
-            "throughput_per_s": float(summary["throughput_per_s"]),
-            "p99_ms": float(summary["p99_ms"]),
-            "server_cpu_ms_per_inv": cpu * 1000 / ok,
-            "server_peak_rss_mib": tree_peak_rss_bytes(server.pid) / MIB,
-            "errors": float(summary["errors"]),
+            "throughput_per_s": r.throughput_per_s,
+            "p99_ms": r.p99_ms,
+            "server_cpu_ms_per_inv": r.server_cpu_ms_per_inv,
+            "server_peak_rss_mib": r.server_peak_rss_mib,
+            "errors": float(r.errors),
             "db_mib": (data_dir / "perdure.sqlite3").stat().st_size / MIB,
         }
 
@@ -138,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stored", default="1000,100000,1000000")
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.stored.split(",")]

@@ -1,4 +1,6 @@
-"""The benchmarked service: official Python SDK (restate-sdk 1.3.0) Greeter with one `ctx.run`."""
+"""The benchmarked services (official Python SDK, restate-sdk 1.3.0), one per scenario of `bench.run`:
+`Greeter/greet` (one `ctx.run`), `Steps/run` (three journaled steps) and `Counter/{key}/add` (a
+virtual object reading and writing its state)."""
 
 from __future__ import annotations
 
@@ -13,4 +15,27 @@ async def greet(ctx: restate.Context, name: str) -> str:
     return await ctx.run("greeting", lambda: f"Hello, {name}!")
 
 
-app = restate.app([greeter])
+steps = restate.Service("Steps")
+
+
+@steps.handler()
+async def run(ctx: restate.Context, name: str) -> str:
+    """Three journaled steps in a row: three runs proposed and acknowledged, one after another."""
+    a = await ctx.run("one", lambda: f"{name}-1")
+    b = await ctx.run("two", lambda: f"{a}-2")
+    return await ctx.run("three", lambda: f"{b}-3")
+
+
+counter = restate.VirtualObject("Counter")
+
+
+@counter.handler()
+async def add(ctx: restate.ObjectContext, delta: int) -> int:
+    """Exclusive handler: the key's lock, a state read and a state write."""
+    count: int | None = await ctx.get("count", type_hint=int)
+    value = (count or 0) + delta
+    ctx.set("count", value)
+    return value
+
+
+app = restate.app([greeter, steps, counter])

@@ -100,12 +100,14 @@ async def connection_loop(host: str, port: int, request: bytes, phase: Phase) ->
 
 
 async def run_phase(
-    host: str, port: int, request: bytes, count: int, concurrency: int
+    host: str, port: int, path: str, body: bytes, count: int, concurrency: int
 ) -> tuple[Phase, float]:
+    """`{c}` in the path is the connection's index (a virtual-object key of its own)."""
     phase = Phase(remaining=count)
     started = time.perf_counter()
     async with asyncio.TaskGroup() as tg:
-        for _ in range(min(concurrency, count)):
+        for c in range(min(concurrency, count)):
+            request = build_request(host, port, path.replace("{c}", str(c)), body)
             tg.create_task(connection_loop(host, port, request, phase))
     return phase, time.perf_counter() - started
 
@@ -133,14 +135,14 @@ def summarize(phase: Phase, elapsed_s: float) -> dict[str, object]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    request = build_request(args.host, args.port, args.path, args.body.encode())
+    body = args.body.encode()
     if args.warmup > 0:
-        warm, _ = await run_phase(args.host, args.port, request, args.warmup, args.concurrency)
+        warm, _ = await run_phase(args.host, args.port, args.path, body, args.warmup, args.concurrency)
         if warm.errors:
             print(f"warm-up errors: {warm.errors} first: {warm.first_error}", file=sys.stderr)
     print("ready", flush=True)
     sys.stdin.readline()  # the parent samples CPU counters, then says go
-    phase, elapsed_s = await run_phase(args.host, args.port, request, args.n, args.concurrency)
+    phase, elapsed_s = await run_phase(args.host, args.port, args.path, body, args.n, args.concurrency)
     print(json.dumps(summarize(phase, elapsed_s)), flush=True)
 
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from bench.pgstat import DbProbe
 from bench.procstat import tree_cpu_s, tree_peak_rss_bytes
@@ -29,6 +29,12 @@ from tests.support.postgres import shared_cluster
 from tests.support.process import ProcessFailedToStart
 
 RESULTS_DIR = Path(__file__).parent / "results"
+# Scenario -> (ingress path, request body): the three of issue 16, all served by bench/greeter.py.
+SCENARIOS = {
+    "greeter": ("/Greeter/greet", '"Sarah"'),
+    "steps": ("/Steps/run", '"Sarah"'),
+    "counter": ("/Counter/key-{c}/add", "1"),
+}
 LOAD_TIMEOUT_S = 600.0
 MIB = 1024 * 1024
 
@@ -51,6 +57,7 @@ class RoundResult:
     db_cpu_ms_per_inv: float = 0.0  # perdure-pg: PostgreSQL's processes
     db_commits_per_inv: float = 0.0
     db_wal_bytes_per_inv: float = 0.0
+    scenario: str = "greeter"
 
 
 def _read_line(stream: IO[str], what: str) -> str:
@@ -65,6 +72,8 @@ def drive_load(
 ) -> RoundResult:
     argv = [sys.executable, "-m", "bench.load", "--port", str(ingress_port), "--n", str(args.n)]
     argv += ["--concurrency", str(args.concurrency), "--warmup", str(args.warmup)]
+    path, body = SCENARIOS[getattr(args, "scenario", "greeter")]
+    argv += ["--path", path, "--body", body]
     with subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
     ) as load:
@@ -80,7 +89,7 @@ def drive_load(
         sdk_cpu_s = tree_cpu_s(sdk_pid) - sdk_cpu0
         load.wait(timeout=LOAD_TIMEOUT_S)
     done = max(1, int(summary["ok"]))
-    db_fields: dict[str, float] = {}
+    db_fields: dict[str, Any] = {}
     if db is not None and db0 is not None:
         db1 = db.read()
         db_fields = {
@@ -119,7 +128,8 @@ def run_round(kind: str, round_index: int, args: argparse.Namespace, workdir: Pa
         store = getattr(server, "store", "")
         db = DbProbe(shared_cluster(), store) if store else None
         result = drive_load(server.ingress_port, args, server.pid, sdk.pid, db)
-    return RoundResult(**{**asdict(result), "server": kind, "round": round_index})
+    fields = {"server": kind, "round": round_index, "scenario": args.scenario}
+    return RoundResult(**{**asdict(result), **fields})
 
 
 def summarize(results: list[RoundResult]) -> dict[str, dict[str, float]]:
@@ -209,8 +219,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=lambda s: s.split(),
         help="extra hypercorn arguments for the SDK process",
     )
+    parser.add_argument(
+        "--scenario",
+        default="greeter",
+        help="greeter (one ctx.run), steps (three ctx.run), counter (virtual object state), "
+        "a comma list, or all",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON output file (default bench/results/…)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    names = list(SCENARIOS) if args.scenario == "all" else [s.strip() for s in args.scenario.split(",")]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)} or all")
+    args.scenarios = names
+    args.scenario = names[0]
+    return args
 
 
 def selected_kinds(raw: str) -> list[str]:
@@ -221,32 +244,26 @@ def selected_kinds(raw: str) -> list[str]:
     return kinds
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    kinds = selected_kinds(args.servers)
+def run_scenario(args: argparse.Namespace, kinds: list[str], tmp: Path) -> tuple[dict[str, object], bool]:
+    """All rounds of one scenario (servers alternating); prints its table, returns its report."""
+    tmp.mkdir(parents=True, exist_ok=True)
     results: list[RoundResult] = []
     failed: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="perdure-bench-") as tmp:
-        for round_index in range(args.rounds):
-            for kind in kinds:
-                if kind in failed:
-                    continue
-                print(f"round {round_index} {kind} …", file=sys.stderr, flush=True)
-                try:
-                    results.append(run_round(kind, round_index, args, Path(tmp)))
-                except (ProcessFailedToStart, RuntimeError, OSError) as exc:
-                    failed[kind] = str(exc).splitlines()[0]
-                    print(f"{kind} failed: {exc}", file=sys.stderr)
+    for round_index in range(args.rounds):
+        for kind in kinds:
+            if kind in failed:
+                continue
+            print(f"{args.scenario}: round {round_index} {kind} …", file=sys.stderr, flush=True)
+            try:
+                results.append(run_round(kind, round_index, args, tmp))
+            except (ProcessFailedToStart, RuntimeError, OSError) as exc:
+                failed[kind] = str(exc).splitlines()[0]
+                print(f"{kind} failed: {exc}", file=sys.stderr)
     summary = summarize(results)
     ratio = ratios(summary)
+    print(f"\n== scenario {args.scenario}: {SCENARIOS[args.scenario][0]}")
     _print_table(results, summary, ratio)
-    out = args.out or RESULTS_DIR / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    config = {k: v for k, v in vars(args).items() if k != "out"}
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-    report = {
-        "config": config,
-        "machine": machine,
+    report: dict[str, object] = {
         "rounds": [asdict(r) for r in results],
         "summary": summary,
         "ratios_perdure_over_restate": ratio,
@@ -254,10 +271,31 @@ def main(argv: list[str] | None = None) -> int:
         "ratios_perdure_pg_over_restate": ratios(summary, "perdure-pg", "restate"),
         "failed": failed,
     }
+    return report, bool(results) and not failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    kinds = selected_kinds(args.servers)
+    reports: dict[str, dict[str, object]] = {}
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="perdure-bench-") as tmp:
+        for name in args.scenarios:
+            args.scenario = name
+            reports[name], passed = run_scenario(args, kinds, Path(tmp) / name)
+            ok = ok and passed
+    out = args.out or RESULTS_DIR / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config = {k: v for k, v in vars(args).items() if k not in ("out", "scenario")}
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    report: dict[str, object] = {"config": config, "machine": machine}
+    if len(reports) == 1:
+        report.update(next(iter(reports.values())))
+    report["scenarios"] = reports
     out.write_text(json.dumps(report, indent=2))
     print(f"results: {out}", file=sys.stderr)
-    return 0 if results and not failed else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

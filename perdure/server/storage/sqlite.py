@@ -231,7 +231,8 @@ class SqliteStorage:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        self._checkpointer.written(_batch_bytes(b))
+        if self._checkpointer.written(_batch_bytes(b)):
+            self._checkpointer.catch_up(conn)
 
     async def get_meta(self, key: str) -> bytes | None:
         return await self._run(self._get_meta, key)

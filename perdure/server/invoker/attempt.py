@@ -106,6 +106,9 @@ class Attempt:
         self._on_activity = on_activity
         self._runs_open = 0  # RunCommands without their ProposeRunCompletion: the service is busy
         self._abort_deadline: float | None = None  # loop time, once our request side is ended
+        self._timeout: asyncio.Timeout | None = None  # the pump's timer, while it receives
+        self._deadline_now = 0.0  # when the pump's quiet period ends (loop time)
+        self._done = False  # End, Suspension or Error received
         self.task: asyncio.Task[None] | None = None
         # For telemetry: how the attempt ended, and the endpoint's HTTP status.
         self.ended_as = "failed"  # "completed" | "suspended" | "failed" | "aborted"
@@ -137,6 +140,10 @@ class Attempt:
             with contextlib.suppress(H2Error):
                 self._stream.end()
             self._abort_deadline = asyncio.get_running_loop().time() + self.start.abort_timeout_ms / 1000
+            timeout = self._timeout
+            if timeout is not None and (timeout.when() or 0.0) > self._abort_deadline:
+                self._deadline_now = self._abort_deadline
+                timeout.reschedule(self._abort_deadline)
 
     def deliver(self, msg_type: int, body: bytes) -> None:
         if not self._request_open:
@@ -216,23 +223,31 @@ class Attempt:
         self._submit(AttemptOpened(s.invocation, s.attempt, server))
         await self._pump(stream)
 
+    def _deadline(self, loop: asyncio.AbstractEventLoop, inactivity_s: float, abort_s: float) -> float:
+        """While our side is open, the inactivity timeout from now; after, the abort timeout
+        from when it closed (or from the parking)."""
+        if self._request_open and inactivity_s > 0:
+            return loop.time() + inactivity_s
+        if self._abort_deadline is None:
+            self._abort_deadline = loop.time() + abort_s
+        return self._abort_deadline
+
     async def _pump(self, stream: StreamLike) -> None:
         s = self.start
         loop = asyncio.get_running_loop()
         inactivity_s = s.inactivity_timeout_ms / 1000 if not self._endpoint.request_response else 0
         abort_s = s.abort_timeout_ms / 1000
-        done = False
+        self._done = False
+        # One timer per quiet period, not one per message: each message only moves `deadline`,
+        # and when the timer fires early (there was activity since) it is set again.
         while True:
-            if self._request_open and inactivity_s > 0:
-                deadline = loop.time() + inactivity_s
-            else:
-                if self._abort_deadline is None:
-                    self._abort_deadline = loop.time() + abort_s
-                deadline = self._abort_deadline
+            deadline = self._deadline(loop, inactivity_s, abort_s)
             try:
-                async with asyncio.timeout_at(deadline):
-                    data = await stream.receive()
+                async with asyncio.timeout_at(deadline) as self._timeout:
+                    ended = await self._receive_all(stream, loop, inactivity_s, abort_s)
             except TimeoutError:
+                if loop.time() < self._deadline_now:
+                    continue  # there was activity: not idle for the whole timeout
                 if self._request_open:
                     # No progress for the inactivity timeout: close our side so the
                     # service suspends; it has the abort timeout to finish.
@@ -245,10 +260,27 @@ class Attempt:
                 raise AttemptFailure(
                     599, f"the service did not finish within the abort timeout of {abort_s:.0f}s"
                 ) from None
-            if not data:
+            if ended:
                 break
+        if self._request_open:
+            self._request_open = False
+            with contextlib.suppress(H2Error):
+                stream.end()
+        if not self._done:
+            raise AttemptFailure(503, "the service closed the stream without End, Suspension or Error")
+
+    async def _receive_all(
+        self, stream: StreamLike, loop: asyncio.AbstractEventLoop, inactivity_s: float, abort_s: float
+    ) -> bool:
+        """Receive and decode until the response ends (True)."""
+        s = self.start
+        while True:
+            self._deadline_now = self._deadline(loop, inactivity_s, abort_s)
+            data = await stream.receive()
+            if not data:
+                return True
             for frame in self._decoder.feed(data):
-                if done:
+                if self._done:
                     raise ProtocolError(f"message 0x{frame.type:04x} after the end of the invocation")
                 self._submit(SdkMessage(s.invocation, s.attempt, frame.type, frame.body))
                 if frame.type == T.RUN:
@@ -256,19 +288,13 @@ class Attempt:
                 elif frame.type == T.PROPOSE_RUN_COMPLETION and self._runs_open > 0:
                     self._runs_open -= 1
                 if frame.type in TERMINAL:
-                    done = True
+                    self._done = True
                     self.ended_as = _ENDED_AS[frame.type]
                     if self._request_open:  # the server closes its side first
                         self._request_open = False
                         stream.end()
-            if self._on_activity is not None and not done:
+            if self._on_activity is not None and not self._done:
                 self._on_activity(self, self._runs_open == 0)
-        if self._request_open:
-            self._request_open = False
-            with contextlib.suppress(H2Error):
-                stream.end()
-        if not done:
-            raise AttemptFailure(503, "the service closed the stream without End, Suspension or Error")
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str | None:

@@ -149,6 +149,8 @@ def _metrics_routes(telemetry: Telemetry | None, engine: QueryEngine | PgQueryEn
     from perdure.server.admin.metrics import metrics_routes
 
     return metrics_routes(telemetry.metrics, engine)
+
+
 async def _keep_leases(storage: PostgresStorage, settings: Settings) -> None:
     """Renew the store's partition leases; when one is lost, return (the server stops:
     single node, it owns every partition or none)."""

@@ -26,6 +26,7 @@ from perdure.server.admin.ui import ui_routes
 from perdure.server.auth import admin_body, ingress_body, protect
 from perdure.server.config import VERSION, Settings
 from perdure.server.ingress.app import Ingress
+from perdure.server.ingress.coalesce import IngressHttpProtocol
 from perdure.server.invoker.h1client import H1Client
 from perdure.server.invoker.h2client import H2Client
 from perdure.server.invoker.invoker import Invoker
@@ -91,12 +92,18 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def _http_server(app: object, host: str, port: int, tls: tuple[Path, Path] | None = None) -> _QuietServer:
+def _http_server(
+    app: object,
+    host: str,
+    port: int,
+    tls: tuple[Path, Path] | None = None,
+    protocol: type[asyncio.Protocol] | None = None,
+) -> _QuietServer:
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
-        http="httptools",
+        http=protocol or "httptools",
         loop="none",
         lifespan="off",
         access_log=False,
@@ -248,7 +255,7 @@ async def serve(settings: Settings) -> None:
         signer=signer,
     )
     admin_app = protect(admin, settings.admin_token, admin_body, "admin API")
-    ingress_server = _http_server(ingress_app, ihost, iport, ingress_tls)
+    ingress_server = _http_server(ingress_app, ihost, iport, ingress_tls, IngressHttpProtocol)
     admin_server = _http_server(admin_app, ahost, aport, admin_tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

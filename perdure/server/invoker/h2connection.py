@@ -25,6 +25,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import hpack
+from hpack.hpack import encode_integer
 
 if TYPE_CHECKING:
     from perdure.server.invoker.h2client import H2Client, _Pool
@@ -42,6 +43,9 @@ IDLE_TIMEOUT_S = 4.0
 STREAM_WINDOW_BYTES = 1 << 20
 CONNECTION_WINDOW_BYTES = 64 << 20
 URL_CACHE_MAX = 4096
+HEADER_FIELDS_CACHED_MAX = 1024
+# Fields that differ on every request: encoding them is cheap, caching them would only churn.
+_UNCACHED_FIELDS = frozenset((b"x-restate-invocation-id", b"traceparent", b"x-restate-jwt-v1"))
 CANCEL = 8
 _REFUSED_STREAM = 7
 
@@ -69,11 +73,47 @@ class StreamReset(H2Error):
         self.error_code = error_code
 
 
+def _literal(name: bytes, value: bytes, kind: bytes = b"\x00") -> bytes:
+    """A literal header field with a new name, no Huffman: "without indexing" (0x00, RFC 7541
+    6.2.2) or "never indexed" (0x10, 6.2.3, for fields marked sensitive)."""
+    return b"".join(
+        (kind, bytes(encode_integer(len(name), 7)), name, bytes(encode_integer(len(value), 7)), value)
+    )
+
+
 class _PlainEncoder(hpack.Encoder):
-    """HPACK encoder that never Huffman-codes: peers like hypercorn decode Huffman slowly."""
+    """HPACK encoder for the invoker's requests: plain literals that never enter the dynamic
+    table, so a header block is a pure function of its headers and the fields that repeat on
+    every request (method, scheme, authority, content type, the deployment's extra headers) are
+    encoded once and cached. No Huffman coding: peers like hypercorn decode it slowly. The peer's
+    table size changes are still acknowledged, as RFC 7541 4.2 requires."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._fields: dict[tuple[bytes, bytes], bytes] = {}
 
     def encode(self, headers: Any, huffman: bool = False) -> bytes:
-        return super().encode(headers, huffman=False)
+        parts: list[bytes] = []
+        if self.header_table.resized:
+            parts.append(bytes(self._encode_table_size_change()))
+            self.header_table.resized = False
+        fields = self._fields
+        for header in headers:
+            name, value = header[0], header[1]
+            if isinstance(name, str):
+                name = name.encode("utf-8")
+            if isinstance(value, str):
+                value = value.encode("utf-8")
+            if not getattr(header, "indexable", True):
+                parts.append(_literal(name, value, b"\x10"))
+                continue
+            block = fields.get((name, value))
+            if block is None:
+                block = _literal(name, value)
+                if len(fields) < HEADER_FIELDS_CACHED_MAX and name not in _UNCACHED_FIELDS:
+                    fields[(name, value)] = block
+            parts.append(block)
+        return b"".join(parts)
 
 
 _H2_CONFIG = h2.config.H2Configuration(

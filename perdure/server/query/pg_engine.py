@@ -10,6 +10,7 @@ first. The row limit is a cursor fetch of one row more than allowed."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -97,7 +98,9 @@ class PgQueryEngine:
             if "multiple commands" in str(exc):
                 raise QueryError("send one SQL statement per query") from None
             raise
-        columns = [a.name for a in stmt.get_attributes()]
+        attributes = stmt.get_attributes()
+        columns = [a.name for a in attributes]
+        numeric = [i for i, a in enumerate(attributes) if a.type.name == "numeric"]
         rows_max = self.limits.rows_max
         if not columns:
             raise QueryError("only read-only queries (SELECT) are allowed")
@@ -105,7 +108,9 @@ class PgQueryEngine:
         rows = await cursor.fetch(rows_max + 1)
         if len(rows) > rows_max:
             raise QueryError(f"the query returned more than {rows_max} rows; add a LIMIT")
-        return QueryResult(columns, [tuple(r) for r in rows])
+        if not numeric:
+            return QueryResult(columns, [tuple(r) for r in rows])
+        return QueryResult(columns, [_plain_numbers(r, numeric) for r in rows])
 
     def _error(self, exc: asyncpg.PostgresError) -> QueryError:
         state = getattr(exc, "sqlstate", None)
@@ -114,6 +119,17 @@ class PgQueryEngine:
         if state in (_READ_ONLY_SQLSTATE, _INSUFFICIENT_PRIVILEGE):
             return QueryError("only read-only queries (SELECT) are allowed")
         return QueryError(f"SQL error: {exc}")
+
+
+def _plain_numbers(row: Any, numeric: list[int]) -> tuple[Any, ...]:
+    """PostgreSQL's `numeric` (SUM of bigints, unsigned casts) as the int or float SQLite gives:
+    DataFusion sums integers to an integer, and the JSON and Arrow encoders take no Decimal."""
+    out = list(row)
+    for i in numeric:
+        value = out[i]
+        if isinstance(value, Decimal):
+            out[i] = int(value) if value == value.to_integral_value() else float(value)
+    return tuple(out)
 
 
 def _to_postgres(sql: str) -> str:

@@ -94,12 +94,14 @@ INVOCATION_STATUS: dict[str, str] = {
     "target_service_ty": rec("st"),
     "idempotency_key": rec("ik"),
     "invoked_by": rec("by"),
-    "invoked_by_id": rec("byid"),
+    "invoked_by_id": f"CASE WHEN {rec('by')} = 'subscription' THEN NULL ELSE {rec('byid')} END",
+    "invoked_by_subscription_id": f"CASE WHEN {rec('by')} = 'subscription' THEN {rec('byid')} END",
     "invoked_by_service_name": f"CASE WHEN strpos({INVOKED_BY}, '/') > 0 "
     f"THEN substr({INVOKED_BY}, 1, strpos({INVOKED_BY}, '/') - 1) END",
     "invoked_by_target": INVOKED_BY,
     "restarted_from": rec("rf"),
     "pinned_deployment_id": rec("pd"),
+    "trace_id": f"substr({rec('tp')}, 4, 32)",  # of the stored W3C traceparent (when tracing)
     "journal_size": rec("jl"),
     "journal_commands_size": "(SELECT count(*) FROM public.journal jc WHERE jc.partition = i.partition "
     "AND jc.id = i.id AND jc.type >= 1024 AND jc.type < 32768)",

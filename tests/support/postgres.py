@@ -41,7 +41,7 @@ def _as_db_user() -> list[str]:
 class PostgresCluster:
     """One initdb'd cluster in a temp dir; `create_database()` hands out empty databases."""
 
-    def __init__(self) -> None:
+    def __init__(self, options: str = "") -> None:
         if not (PG_BIN / "initdb").exists():
             raise PostgresUnavailable(f"no PostgreSQL binaries in {PG_BIN}; install postgresql-15")
         self.port = free_port()
@@ -51,6 +51,7 @@ class PostgresCluster:
         self._names = itertools.count(1)
         self._lock = threading.Lock()
         self._started = False
+        self.options = options  # more `-c name=value` server settings
         if os.geteuid() == 0:
             pw = pwd.getpwnam(PG_USER)
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
@@ -60,14 +61,21 @@ class PostgresCluster:
 
     def start(self) -> None:
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", PG_USER, "-E", "UTF8")
+        self.launch()
+
+    def launch(self) -> None:
+        """Start the postmaster on the data directory that is there (initdb'd or a base backup)."""
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200 "
-            "-c fsync=on -c synchronous_commit=on -c shared_buffers=64MB"
+            f"-c fsync=on -c synchronous_commit=on -c shared_buffers=64MB {self.options}"
         )
         self._run(
             str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start"
         )
         self._started = True
+
+    def postmaster_pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
 
     def stop(self) -> None:
         if self._started:

@@ -7,6 +7,7 @@ partition comes from the key's partition key, computed here because the hash
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,25 @@ _EXTRA_SQL: dict[Op, str] = {
     Op.DEDUP_SET: "INSERT INTO dedup (producer, seq) VALUES ($1, $2) "
     "ON CONFLICT (producer) DO UPDATE SET seq = excluded.seq",
 }
+
+
+def anchor_partition(b: WriteBatch, bits: int) -> int | None:
+    """One partition whose lease row this batch's fence writes (`last_batch = seq`): the row an
+    unknown commit outcome is read back from. None when the batch writes only global tables."""
+    ids = itertools.chain(
+        b.invocations,
+        b.journal_delete,
+        (e[0] for e in b.journal),
+        (t.invocation for t in b.timers_delete),
+        (t.invocation for t in b.timers_add),
+    )
+    raw = next(ids, None)
+    if raw is not None:
+        return int.from_bytes(raw[:2], "big") >> (16 - bits)
+    for kind, args in b.ops:
+        if kind not in _EXTRA_SQL:
+            return partition_key_of(args[1]) >> (64 - bits)
+    return None
 
 
 def extra_statements(b: WriteBatch) -> list[tuple[str, tuple[Any, ...]]]:

@@ -20,7 +20,18 @@ statement every renewal interval and raises `LeaseLost` when a partition's
 lease is gone (another node took it): the node stops acting for it. Between
 renewals the node also stops committing at a local monotonic deadline (the
 renewal's send time + ttl - margin), so a paused node cannot act on a lease it
-may have lost."""
+may have lost.
+
+Unknown commit outcome: when the connection breaks while a batch is in flight
+(or the wait for the synchronous standby is cancelled), the batch may or may not
+have committed. Before the runtime acknowledges or retries anything,
+`_reconcile` asks the database: one UPDATE of the lease row of a partition the
+batch fenced (its anchor) waits for the lost transaction's row lock, then reads
+`last_batch`: equal to the batch's sequence number, the batch committed (and the
+UPDATE's own synchronous commit puts it on the standby too); otherwise the row
+is re-taken with epoch + 1 (last_batch = -seq marks it as ours), so the lost
+batch can never pass its fence later, and the batch counts as failed (the
+runtime rebuilds its processor from the database)."""
 
 from __future__ import annotations
 
@@ -40,7 +51,7 @@ from perdure.server.processor.batch import WriteBatch
 from perdure.server.processor.commands import Timer
 from perdure.server.processor.model import INVOKED, PAUSED, Entry, Invocation, decode_record
 from perdure.server.storage.interface import StorageError
-from perdure.server.storage.pg_batch import COMMIT_SQL, commit_args, extra_statements
+from perdure.server.storage.pg_batch import COMMIT_SQL, anchor_partition, commit_args, extra_statements
 from perdure.server.storage.pg_schema import migrate
 
 log = logging.getLogger("perdure.storage.postgres")
@@ -55,6 +66,45 @@ _RENEW_SQL = (
     "FROM unnest($2::integer[], $4::bigint[]) AS o(p, e) "
     "WHERE l.partition = o.p AND l.epoch = o.e AND l.owner = $1 RETURNING l.partition"
 )
+
+
+# A batch whose lease row's last_batch is still seq committed; otherwise the row moves to epoch + 1
+# with last_batch = -seq (so a retry of this statement after its own outcome was lost sees its
+# own mark). No row: the lease is not this node's any more.
+_RECONCILE_SQL = (
+    "UPDATE partition_lease SET "
+    "epoch = CASE WHEN epoch = $3::bigint AND last_batch <> $4::bigint THEN epoch + 1 ELSE epoch END, "
+    "last_batch = CASE WHEN epoch = $3::bigint AND last_batch <> $4::bigint THEN -$4::bigint "
+    "ELSE last_batch END "
+    "WHERE partition = $1 AND owner = $2 "
+    "AND (epoch = $3::bigint OR (epoch = $3::bigint + 1 AND last_batch = -$4::bigint)) "
+    "RETURNING epoch"
+)
+# The fence of a batch that writes only global tables (rules, schedules, dedup marks): the
+# lease row of one partition this node owns.
+_ANCHOR_FENCE_SQL = (
+    "UPDATE partition_lease SET last_batch = $1 "
+    "WHERE partition = $2 AND owner = $3 AND epoch = $4 AND expires_at > now()"
+)
+RECONCILE_RETRY_S = (0.05, 1.0)  # first and longest pause between attempts to reach the database
+RENEW_RETRY_S = 0.25  # after a failed renewal (the database restarting, failing over)
+_SYNCREP_WARNING = "synchronous replication"
+# SQLSTATE classes after which a statement's outcome is unknown: connection exceptions (08) and
+# operator intervention, i.e. the backend terminated or the server shut down (57P).
+_LOST_SQLSTATES = ("08", "57P")
+_CONNECT_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+def outcome_unknown(exc: BaseException) -> bool:
+    """Did `exc` break the connection with a statement in flight (committed or not, who knows)?"""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "").startswith(_LOST_SQLSTATES)
+    return isinstance(exc, (OSError, asyncpg.InterfaceError))
 
 
 class FencedError(StorageError):
@@ -99,6 +149,9 @@ class PostgresStorage:
         self._bits = 0
         self._epochs: list[int] = []
         self._seq = 0
+        self._syncrep_cancelled: set[int] = set()  # backends whose standby wait was cancelled
+        self._dropped: list[int] = []  # partitions found not ours by a reconciliation
+        self.reconciled = {"committed": 0, "failed": 0}  # unknown outcomes, by what they were
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -136,6 +189,12 @@ class PostgresStorage:
         self._seq = 0
         log.info("node %s owns all %d partitions", self.node_name, self.partitions)
 
+    def _on_server_message(self, conn: Any, message: Any) -> None:
+        # "canceling wait for synchronous replication ...": the transaction committed locally but
+        # may not be on the standby; the statement returns as if all were well.
+        if _SYNCREP_WARNING in str(getattr(message, "message", "")):
+            self._syncrep_cancelled.add(conn.get_server_pid())
+
     def _connect_reader(self) -> psycopg.Connection[tuple[Any, ...]]:
         return psycopg.connect(self.dsn, autocommit=True)
 
@@ -156,15 +215,17 @@ class PostgresStorage:
     async def renew_leases(self) -> list[int]:
         """Extend every lease this node holds (one statement); returns the partitions lost."""
         owned = [p for p, e in enumerate(self._epochs) if e]
+        epochs = [self._epochs[p] for p in owned]
         sent = time.monotonic()
         try:
-            rows = await self._p().fetch(
-                _RENEW_SQL, self.node_name, owned, self.lease_ttl_s, [self._epochs[p] for p in owned]
-            )
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            rows = await self._p().fetch(_RENEW_SQL, self.node_name, owned, self.lease_ttl_s, epochs)
+        except _CONNECT_ERRORS as exc:
             raise StorageError(f"postgresql: lease renewal failed: {exc}") from exc
         kept = {int(r[0]) for r in rows}
-        lost = [p for p in owned if p not in kept]
+        # A partition a reconciliation re-took meanwhile (new epoch) is renewed next time.
+        lost = [p for p, e in zip(owned, epochs, strict=True) if p not in kept and self._epochs[p] == e]
+        lost += [p for p in self._dropped if p not in lost]
+        self._dropped = []
         for p in lost:
             self._epochs[p] = 0  # dropped: no batch of this node can pass its fence again
         if kept:
@@ -174,13 +235,16 @@ class PostgresStorage:
     async def keep_leases(self, interval_s: float) -> None:
         """Renew every `interval_s` until a lease is lost (LeaseLost). A failed renewal is
         retried at the next interval; the local deadline stops commits meanwhile."""
+        pause = interval_s
         while True:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(pause)
             try:
                 lost = await self.renew_leases()
-            except StorageError:
-                log.exception("lease renewal failed; retrying")
+            except StorageError as exc:
+                log.warning("%s; retrying in %g s", exc, RENEW_RETRY_S)
+                pause = min(interval_s, RENEW_RETRY_S)
                 continue
+            pause = interval_s
             if lost:
                 raise LeaseLost(lost)
 
@@ -218,34 +282,106 @@ class PostgresStorage:
         }
 
     async def commit_batch(self, batch: WriteBatch) -> None:
+        """Commit one batch, or raise: FencedError (not this node's lease: nothing committed),
+        StorageError (nothing committed, now or later). A connection lost with the batch in
+        flight is reconciled first, so a batch that did commit returns normally."""
         if time.monotonic() > self._deadline:
             raise FencedError("postgresql: this node's leases are past their local deadline (not renewed)")
         self._seq += 1
+        seq = self._seq
         args = commit_args(batch)
         extras = extra_statements(batch)
+        anchor = anchor_partition(batch, self._bits)
+        anchor_fence = anchor is None  # global tables only: fence one partition this node owns
+        if anchor is None:
+            owned = self.owned_partitions()
+            if not owned:
+                raise FencedError("postgresql: this node owns no partition")
+            anchor = owned[0]
+        pool = self._p()
         try:
-            if not extras:
-                await self._p().execute(
-                    COMMIT_SQL, self.node_name, self._epochs, self._seq, self._bits, *args
-                )
+            conn = await pool.acquire()
+        except _CONNECT_ERRORS as exc:  # nothing was sent
+            raise StorageError(f"postgresql: cannot reach the database: {exc}") from exc
+        pid = conn.get_server_pid()
+        conn.add_log_listener(self._on_server_message)  # removed before release (the pool wants none)
+        try:
+            if not extras and not anchor_fence:
+                await conn.execute(COMMIT_SQL, self.node_name, self._epochs, seq, self._bits, *args)
             else:
-                async with self._p().acquire() as conn, conn.transaction():
-                    await conn.execute(COMMIT_SQL, self.node_name, self._epochs, self._seq, self._bits, *args)
+                async with conn.transaction():
+                    if anchor_fence:
+                        done = await conn.execute(
+                            _ANCHOR_FENCE_SQL, seq, anchor, self.node_name, self._epochs[anchor]
+                        )
+                        if done != "UPDATE 1":
+                            raise FencedError(f"postgresql: partition {anchor}'s lease is no longer ours")
+                    await conn.execute(COMMIT_SQL, self.node_name, self._epochs, seq, self._bits, *args)
                     for sql, params in extras:
                         await conn.execute(sql, *params)
         except asyncpg.PostgresError as exc:
             if getattr(exc, "sqlstate", None) == FENCED_SQLSTATE:
                 raise FencedError(f"postgresql: {exc}") from exc
-            raise StorageError(f"postgresql: {exc}") from exc
+            if not outcome_unknown(exc):
+                raise StorageError(f"postgresql: {exc}") from exc
+            cause = f"connection lost ({exc})"
         except (OSError, asyncpg.InterfaceError) as exc:
-            # The outcome may be unknown (connection lost during COMMIT): the runtime
-            # rebuilds the processor from what the database holds, acknowledging nothing.
-            raise StorageError(f"postgresql connection: {exc}") from exc
+            cause = f"connection lost ({exc})"
+        else:
+            if pid not in self._syncrep_cancelled:
+                return
+            cause = "the wait for the synchronous standby was cancelled"
+        finally:
+            await self._release(conn)
+        self._syncrep_cancelled.discard(pid)
+        if not await self._reconcile(seq, anchor, cause):
+            raise StorageError(f"postgresql: the batch did not commit ({cause})")
+
+    async def _release(self, conn: Any) -> None:
+        try:
+            if not conn.is_closed():
+                conn.remove_log_listener(self._on_server_message)
+            await self._p().release(conn)
+        except _CONNECT_ERRORS:
+            log.debug("releasing a broken connection", exc_info=True)
+
+    async def _reconcile(self, seq: int, anchor: int, cause: str) -> bool:
+        """Did batch `seq` commit? Asked of the database until it answers (nothing is
+        acknowledged or retried meanwhile); a batch that did not commit never will."""
+        epoch = self._epochs[anchor]
+        log.warning("batch %d: %s; reading its outcome from partition %d's lease", seq, cause, anchor)
+        pause, pause_max = RECONCILE_RETRY_S
+        while True:
+            try:
+                row = await self._p().fetchrow(_RECONCILE_SQL, anchor, self.node_name, epoch, seq)
+                break
+            except asyncpg.PostgresError as exc:
+                if not outcome_unknown(exc):
+                    raise StorageError(f"postgresql: reconciling batch {seq}: {exc}") from exc
+                err: Exception = exc
+            except _CONNECT_ERRORS as exc:
+                err = exc
+            log.warning("batch %d: outcome still unknown (%s); retrying in %g s", seq, err, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause_max, pause * 2)
+        if row is None:
+            self.reconciled["failed"] += 1
+            self._epochs[anchor] = 0
+            self._dropped.append(anchor)
+            raise FencedError(
+                f"postgresql: partition {anchor}'s lease was taken while batch {seq}'s outcome was unknown"
+            )
+        committed = int(row[0]) == epoch
+        if not committed:
+            self._epochs[anchor] = int(row[0])  # re-taken: the lost batch's fence can never pass
+        self.reconciled["committed" if committed else "failed"] += 1
+        log.warning("batch %d %s", seq, "committed" if committed else "did not commit; it never will")
+        return committed
 
     async def get_meta(self, key: str) -> bytes | None:
         try:
             value = await self._p().fetchval("SELECT value FROM meta WHERE key = $1", key)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except _CONNECT_ERRORS as exc:
             raise StorageError(f"postgresql: {exc}") from exc
         return None if value is None else bytes(value)
 
@@ -257,7 +393,7 @@ class PostgresStorage:
                 key,
                 value,
             )
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except _CONNECT_ERRORS as exc:
             raise StorageError(f"postgresql: {exc}") from exc
 
     # ------------------------------------------------------------------ reads

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,8 +198,14 @@ async def _killer(
         await asyncio.to_thread(server.start)
 
 
-async def storm(server: Server, ledger: Path, config: StormConfig) -> StormReport:
-    """Run the storm against a started server with the storm services registered, then check it."""
+Disruptor = Callable[[StormReport, asyncio.Event], Awaitable[None]]
+
+
+async def storm(
+    server: Server, ledger: Path, config: StormConfig, disrupt: Disruptor | None = None
+) -> StormReport:
+    """Run the storm against a started server with the storm services registered, then check it.
+    `disrupt(report, clients_done)` replaces the server killer (it may fail the database instead)."""
     report = StormReport(config)
     requests = plan(config)
     started = time.monotonic()
@@ -213,7 +220,10 @@ async def storm(server: Server, ledger: Path, config: StormConfig) -> StormRepor
     try:
         async with asyncio.timeout(config.deadline_s), asyncio.TaskGroup() as tg:
             tg.create_task(clients())
-            tg.create_task(_killer(server, config, report, clients_done))
+            if disrupt is None:
+                tg.create_task(_killer(server, config, report, clients_done))
+            else:
+                tg.create_task(disrupt(report, clients_done))
     except TimeoutError:
         report.violations.append(f"storm not finished within {config.deadline_s}s")
     if not server.running:

@@ -47,4 +47,5 @@ def describe_store(settings: Settings) -> str:
     if not settings.store:
         return f"data {settings.data_dir}"
     parts = urlsplit(settings.store)  # no user or password in the log
-    return f"store postgresql://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    hosts = parts.netloc.rpartition("@")[2]  # one host[:port] or several, comma-separated
+    return f"store postgresql://{hosts}{parts.path}"

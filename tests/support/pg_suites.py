@@ -4,9 +4,10 @@ Every suite parametrized over `selected_servers()` can run on perdure-pg; runnin
 there as well would add minutes to CI (about 3 minutes per suite set of four modules on this
 machine), so by default only a representative set does (the core scenarios, and introspection,
 which exercises the PostgreSQL query engine) and the others run on perdure-pg with
-PERDURE_PG_SUITES=all (all of them passed on it when this set was chosen; the SQL dialect and
-traces suites came later: on perdure-pg `services status` and the traced call still fail). The store itself is
-tested on PostgreSQL in full by tests/integration/test_postgres_store.py."""
+PERDURE_PG_SUITES=all (all of them passed on it when this set was chosen). The SQL dialect
+(the official CLI's queries) and traces suites run on perdure-pg by default too: they cost about
+30 s there together, and both found PostgreSQL-only bugs. The store itself is tested on
+PostgreSQL in full by tests/integration/test_postgres_store.py and tests/pg/."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import pytest
 
 PG_KIND = "perdure-pg"
 PG_SUITES_ENV = "PERDURE_PG_SUITES"
-DEFAULT_PG_MODULES = frozenset({"test_core.py", "test_introspection.py"})
+DEFAULT_PG_MODULES = frozenset(
+    {"test_core.py", "test_introspection.py", "test_sql_dialect.py", "test_traces.py"}
+)
 
 
 def _on_pg(item: pytest.Item) -> bool:

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,7 +198,7 @@ async def _killer(
         await asyncio.to_thread(server.start)
 
 
-Disruptor = Callable[[StormReport, asyncio.Event], Awaitable[None]]
+Disruptor = Callable[[StormReport, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 async def storm(

@@ -117,6 +117,7 @@ class ReplicatedPostgres:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.send_signal(signal.SIGKILL)
         psutil.wait_procs(procs, timeout=START_TIMEOUT_S)
+        self.primary._started = False  # nothing left to stop
 
     def promote(self) -> None:
         subprocess.run(

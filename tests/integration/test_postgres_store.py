@@ -18,7 +18,7 @@ import pytest
 
 from perdure.server.config import Settings
 from perdure.server.processor.batch import Op, WriteBatch
-from perdure.server.storage.factory import check_store_url, make_storage
+from perdure.server.storage.factory import check_store_url, describe_store, make_storage
 from perdure.server.storage.memory import MemoryStorage
 from perdure.server.storage.pg_schema import migrations
 from perdure.server.storage.postgres import FencedError, PostgresStorage
@@ -331,3 +331,10 @@ def test_perdure_server_refuses_a_bad_store_url_with_exit_code_2(tmp_path: Path)
     )
     assert proc.returncode == 2
     assert "--store must be a postgresql://USER@HOST:PORT/DB URL" in proc.stderr
+
+
+def test_a_store_url_with_several_hosts_is_accepted_and_logged_without_the_user() -> None:
+    url = "postgresql://perdure:secret@db1:5432,db2:5433/perdure?target_session_attrs=read-write"
+    check_store_url(url)
+    settings = Settings(store=url)
+    assert describe_store(settings) == "store postgresql://db1:5432,db2:5433/perdure"

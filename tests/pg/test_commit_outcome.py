@@ -50,10 +50,11 @@ def batch(value: bytes, idx: int) -> WriteBatch:
     return b
 
 
-def backends(pair: ReplicatedPostgres, like: str, wait_event: str) -> list[int]:
+def backends(pair: ReplicatedPostgres, like: str, wait_event: str, column: str = "wait_event") -> list[int]:
+    """Client backends running `like...` that wait on `wait_event` (or a `wait_event_type`)."""
     out = pair.primary.psql(
         "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
-        f"AND query LIKE '{like}%' AND wait_event = '{wait_event}' ORDER BY pid"
+        f"AND query LIKE '{like}%' AND {column} = '{wait_event}' ORDER BY pid"
     )
     return [int(p) for p in out.split()]
 

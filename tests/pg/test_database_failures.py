@@ -3,8 +3,9 @@ a two-host store URL) under a kill-storm load of official-SDK services while the
 the server, fails:
 
 - the committing backend is terminated right after its commit is sent (`pg_terminate_backend`
-  of commits held waiting for the standby, whose WAL receiver is paused for a moment): the
-  server reconciles each from the lease row, so nothing is duplicated or lost;
+  of commits held waiting for the standby, whose WAL receiver is paused for a moment: committed)
+  or before it committed (commits held at their fence by a transaction locking the lease rows):
+  the server reconciles each from the lease row, so nothing is duplicated or lost;
 - the primary is SIGKILLed (postmaster and backends, as a crashed host) and the standby
   promoted: the server reconnects, renews its leases on the new primary, and loses nothing it
   acknowledged. The time from the promotion to the first successful call is printed.
@@ -96,19 +97,34 @@ async def test_commits_cut_off_after_they_were_sent_are_neither_lost_nor_duplica
     rng = random.Random(seed)
     walreceiver = pair.walreceiver_pid()
 
+    async def cut_after_commit() -> int:
+        # Hold the standby's acknowledgements back: commits sent now wait in SyncRep, already
+        # committed on the primary. Then terminate their backends.
+        os.kill(walreceiver, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(0.3)
+            return terminate(backends(pair, "SELECT perdure_commit", "SyncRep"))
+        finally:
+            os.kill(walreceiver, signal.SIGCONT)
+
+    async def cut_before_commit() -> int:
+        # Hold every lease row: commits sent now wait at their fence, not committed. Terminate them.
+        with psycopg.connect(dsn) as holder:
+            holder.execute("SELECT 1 FROM partition_lease FOR UPDATE")
+            await asyncio.sleep(0.3)
+            return terminate(backends(pair, "SELECT perdure_commit", "Lock", "wait_event_type"))
+
+    def terminate(pids: list[int]) -> int:
+        for pid in pids:
+            pair.primary.psql(f"SELECT pg_terminate_backend({pid})")
+        return len(pids)
+
     async def cut_commits(report: StormReport, clients_done: asyncio.Event) -> None:
         await asyncio.sleep(1.0)
+        turn = 0
         while report.kills < CUTS and not clients_done.is_set():
-            # Hold the standby's acknowledgements back: commits sent now wait in SyncRep, already
-            # committed on the primary. Then terminate their backends.
-            os.kill(walreceiver, signal.SIGSTOP)
-            try:
-                await asyncio.sleep(0.3)
-                for pid in backends(pair, "SELECT perdure_commit", "SyncRep"):
-                    pair.primary.psql(f"SELECT pg_terminate_backend({pid})")
-                    report.kills += 1
-            finally:
-                os.kill(walreceiver, signal.SIGCONT)
+            report.kills += await (cut_after_commit() if turn % 2 == 0 else cut_before_commit())
+            turn += 1
             await asyncio.sleep(rng.uniform(0.3, 1.0))
 
     config = StormConfig(seed=seed, invocations=INVOCATIONS, kills=CUTS, deadline_s=150.0)
@@ -119,6 +135,7 @@ async def test_commits_cut_off_after_they_were_sent_are_neither_lost_nor_duplica
     assert report.ok, report.summary()
     assert report.kills >= 1, "no commit was ever cut off"
     assert committed >= 1, "no cut-off commit was reconciled as committed"
+    assert failed >= 1, "no cut-off commit was reconciled as not committed"
     assert journal_gaps(dsn) == []
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -33,14 +32,6 @@ pytestmark = [
 LONG_TTL_S = 3600.0
 WAIT_S = 60.0
 RAW = bytes(range(24))  # one invocation id: its journal and the state of one key
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[ReplicatedPostgres]:
-    replicated = ReplicatedPostgres()
-    replicated.start()
-    yield replicated
-    replicated.stop()
 
 
 def batch(value: bytes, idx: int) -> WriteBatch:

@@ -49,7 +49,7 @@ BACK_BOUND_S = 30.0  # generous: a hang guard on a shared 2-core machine, not a 
 
 
 @pytest.fixture
-def pair() -> Iterator[ReplicatedPostgres]:
+def fresh_pair() -> Iterator[ReplicatedPostgres]:
     replicated = ReplicatedPostgres()
     replicated.start()
     yield replicated
@@ -140,8 +140,9 @@ async def test_commits_cut_off_after_they_were_sent_are_neither_lost_nor_duplica
 
 
 async def test_the_primary_killed_and_the_standby_promoted_loses_nothing_acknowledged(
-    pair: ReplicatedPostgres, tmp_path: Path
+    fresh_pair: ReplicatedPostgres, tmp_path: Path
 ) -> None:
+    pair = fresh_pair
     seed = int(os.environ.get("KILLSTORM_SEED", random.randrange(2**32)))
     print(f"seed {seed} (replay with KILLSTORM_SEED={seed})")
     dsn = pair.create_database("failover")

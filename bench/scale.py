@@ -6,8 +6,10 @@ already hold 1,000, 100,000 and 1,000,000 completed invocations (each with its j
 For each size: a Perdure server runs a few hundred real idempotent Greeter calls (so the
 completed rows, journals and indexes are the server's own), is stopped, and the store is grown to
 the size by copying those rows under fresh random invocation ids (retention pushed past the run).
-Then a fresh server on that directory serves the measured load (`bench.load`, its own process):
-throughput, p99, server CPU per invocation and peak RSS, each also as a ratio to the smallest store.
+Then the sizes are measured in alternating rounds (A B C A B C), each on a fresh copy of its
+directory with a fresh server, under the measured load (`bench.load`, its own process):
+throughput, p99, server CPU per invocation and peak RSS, the mean over rounds, each also as a
+ratio to the smallest store.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -27,7 +31,8 @@ from bench.run import drive_load
 from tests.support import PythonService, make_server, register
 
 SEED_CALLS = 300
-COPY_CHUNK = 20_000
+COPY_CHUNK = 100_000  # rows per bulk-load transaction
+CACHE_KIB = 512 * 1024
 MIB = 1024 * 1024
 
 
@@ -43,7 +48,15 @@ def seed(data_dir: Path, workdir: Path) -> None:
 
 
 def grow(db: Path, stored: int) -> None:
-    """Copy the completed rows under fresh ids until `stored` completed invocations exist."""
+    """Copy the completed rows under fresh ids until `stored` completed invocations exist.
+
+    The server is stopped, so this is a bulk load, not a workload: no rollback journal, no fsync,
+    a big page cache, and the new ids generated up front and inserted in key order in large
+    transactions (every B-tree, the indexes too, then grows at its right edge instead of
+    splitting pages all over a file bigger than the cache). The rows, the schema and the indexes
+    are the server's own; only the ids are new. The server puts its own settings (WAL,
+    synchronous=FULL) back when it opens the file.
+    """
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         far = int(time.time() * 1000) + 365 * 86_400_000
@@ -58,13 +71,16 @@ def grow(db: Path, stored: int) -> None:
             ).fetchall()
             for r in rows
         }
-        have = len(rows)
-        while have < stored:
-            n = min(COPY_CHUNK, stored - have)
-            inv, jrn = [], []
-            for i in range(n):
-                src = rows[(have + i) % len(rows)]
-                new_id = os.urandom(24)
+        conn.execute("PRAGMA journal_mode=DELETE")  # leave WAL: a bulk load needs no log at all
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        new_ids = sorted(os.urandom(24) for _ in range(max(0, stored - len(rows))))
+        for start in range(0, len(new_ids), COPY_CHUNK):
+            inv: list[tuple[object, ...]] = []
+            jrn: list[tuple[object, ...]] = []
+            for i, new_id in enumerate(new_ids[start : start + COPY_CHUNK], start):
+                src = rows[i % len(rows)]
                 inv.append((new_id, src[1], src[2], src[3], src[4], far, src[5]))
                 jrn.extend((new_id, *e) for e in journals[src[0]])
             conn.execute("BEGIN")
@@ -77,8 +93,7 @@ def grow(db: Path, stored: int) -> None:
                 "INSERT INTO journal (id, idx, type, body, appended_at) VALUES (?, ?, ?, ?, ?)", jrn
             )
             conn.execute("COMMIT")
-            have += n
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode=WAL")
     finally:
         conn.close()
 
@@ -113,26 +128,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per size, sizes alternating")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.stored.split(",")]
-    results: dict[int, dict[str, float]] = {}
+    rounds: dict[int, list[dict[str, float]]] = {size: [] for size in sizes}
+    grown: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="perdure-scale-") as tmp_dir:
         work = args.workdir or Path(tmp_dir)
         for size in sizes:
             data = work / f"data-{size}"
             print(f"{size} stored: seeding and growing …", file=sys.stderr, flush=True)
             seed(data, work)
+            t0 = time.monotonic()
             grow(data / "perdure.sqlite3", size)
-            print(f"{size} stored: measuring …", file=sys.stderr, flush=True)
-            results[size] = measure(data, work, args, str(size))
-    base = results[sizes[0]]
+            grown[size] = time.monotonic() - t0
+            print(f"{size} stored: grown in {grown[size]:.1f} s", file=sys.stderr, flush=True)
+        # A B C A B C: each round measures a fresh copy, so no size inherits another round's rows.
+        for i in range(args.rounds):
+            for size in sizes:
+                copy = work / f"round-{size}"
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(work / f"data-{size}", copy)
+                print(f"round {i}: {size} stored …", file=sys.stderr, flush=True)
+                rounds[size].append(measure(copy, work, args, f"{size}-{i}"))
+                shutil.rmtree(copy)
     keys = ("throughput_per_s", "p99_ms", "server_cpu_ms_per_inv", "server_peak_rss_mib", "db_mib")
-    print(f"{'stored':>10} " + " ".join(f"{k:>22}" for k in keys) + "  (ratio to the smallest)")
+    results = {
+        size: {**{k: statistics.fmean(r[k] for r in rs) for k in keys}, "grow_s": grown[size]}
+        for size, rs in rounds.items()
+    }
+    for size, rs in rounds.items():
+        for i, r in enumerate(rs):
+            print(f"round {i} {size:>9}: " + ", ".join(f"{k} {r[k]:.2f}" for k in keys), file=sys.stderr)
+    base = results[sizes[0]]
+    print(f"{'stored':>10} " + " ".join(f"{k:>22}" for k in keys) + "  (mean; ratio to smallest)")
     for size, r in results.items():
         cells = " ".join(f"{r[k]:12.2f} ({r[k] / base[k] if base[k] else 0:5.2f}x)" for k in keys)
         print(f"{size:>10} {cells}")
-    print(json.dumps({"n": args.n, "results": {str(k): v for k, v in results.items()}}))
+    out = {"n": args.n, "results": {str(k): v for k, v in results.items()}, "rounds": rounds}
+    print(json.dumps(out))
     return 0
 
 

@@ -1,7 +1,10 @@
-"""Services for `bench.payloads`: an echo through one `ctx.run` (big inputs and outputs), a
-handler with N journaled steps, and an object that stores a big state value."""
+"""Services for `bench.payloads` and `bench.replay`: an echo through one `ctx.run` (big inputs and
+outputs), a handler with N journaled steps, an object that stores a big state value, and a handler
+whose first attempt fails after N steps so that the retry replays them all."""
 
 from __future__ import annotations
+
+import time
 
 import restate
 
@@ -20,7 +23,7 @@ steps = restate.Service("Steps")
 async def many(ctx: restate.Context, n: int) -> int:
     total = 0
     for i in range(n):
-        total += await ctx.run(f"step{i}", lambda i=i: i)  # type: ignore[misc]
+        total += await ctx.run(f"step{i}", lambda i=i: i)
     return total
 
 
@@ -39,4 +42,20 @@ async def size(ctx: restate.ObjectContext) -> int:
     return len(data or "")
 
 
-app = restate.app([echo, steps, blob])
+replay = restate.Service("Replay")
+_failed_at: dict[str, float] = {}  # invocation id -> when its first attempt failed (this process)
+
+
+@replay.handler()
+async def steps_then_retry(ctx: restate.Context, n: int) -> dict[str, float]:
+    """N steps; the first attempt then fails (retryable), the retry replays the N from the journal."""
+    for i in range(n):
+        await ctx.run(f"step{i}", lambda i=i: i)
+    iid = ctx.request().id
+    if iid not in _failed_at:
+        _failed_at[iid] = time.time()
+        raise RuntimeError("first attempt fails after its steps")
+    return {"failed_at": _failed_at[iid], "replayed_at": time.time()}
+
+
+app = restate.app([echo, steps, blob, replay])

@@ -63,8 +63,7 @@ def tree_cpu_s(root_pid: int) -> float:
     return ticks / CLOCK_TICKS_PER_S
 
 
-def tree_peak_rss_bytes(root_pid: int) -> int:
-    """Sum over the tree of each process's peak resident set size (VmHWM)."""
+def _tree_status_kib(root_pid: int, field: str) -> int:
     total_kib = 0
     for pid in tree_pids(root_pid):
         try:
@@ -72,6 +71,31 @@ def tree_peak_rss_bytes(root_pid: int) -> int:
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
         for line in status.splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 total_kib += int(line.split()[1])
-    return total_kib * 1024
+    return total_kib
+
+
+def tree_peak_rss_bytes(root_pid: int) -> int:
+    """Sum over the tree of each process's peak resident set size (VmHWM)."""
+    return _tree_status_kib(root_pid, "VmHWM:") * 1024
+
+
+def tree_rss_bytes(root_pid: int) -> int:
+    """Sum over the tree of each process's resident set size now (VmRSS)."""
+    return _tree_status_kib(root_pid, "VmRSS:") * 1024
+
+
+def tree_write_bytes(root_pid: int) -> int:
+    """Bytes the tree's live processes caused to be written to storage (`write_bytes` of
+    /proc/PID/io: the page cache flushes and fsyncs a database and its WAL amount to)."""
+    total = 0
+    for pid in tree_pids(root_pid):
+        try:
+            io = Path(f"/proc/{pid}/io").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        for line in io.splitlines():
+            if line.startswith("write_bytes:"):
+                total += int(line.split()[1])
+    return total

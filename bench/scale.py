@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.procstat import tree_write_bytes
 from bench.run import drive_load
 from tests.support import PythonService, make_server, register
 
@@ -109,13 +110,16 @@ def measure(data_dir: Path, workdir: Path, args: argparse.Namespace, label: str)
     )
     with server, svc:
         register(server.admin_url, svc.url)  # the same endpoint again: a new deployment is fine
+        written0 = tree_write_bytes(server.pid)
         r = drive_load(server.ingress_port, args, server.pid, svc.pid)
+        written = tree_write_bytes(server.pid) - written0
         return {
             "throughput_per_s": r.throughput_per_s,
             "p99_ms": r.p99_ms,
             "server_cpu_ms_per_inv": r.server_cpu_ms_per_inv,
             "server_peak_rss_mib": r.server_peak_rss_mib,
             "errors": float(r.errors),
+            "written_kib_per_inv": written / 1024 / (args.n + args.warmup),
             "db_mib": (data_dir / "perdure.sqlite3").stat().st_size / MIB,
         }
 
@@ -153,7 +157,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {i}: {size} stored …", file=sys.stderr, flush=True)
                 rounds[size].append(measure(copy, work, args, f"{size}-{i}"))
                 shutil.rmtree(copy)
-    keys = ("throughput_per_s", "p99_ms", "server_cpu_ms_per_inv", "server_peak_rss_mib", "db_mib")
+    keys = (
+        "throughput_per_s",
+        "p99_ms",
+        "server_cpu_ms_per_inv",
+        "written_kib_per_inv",
+        "server_peak_rss_mib",
+        "db_mib",
+    )
     results = {
         size: {**{k: statistics.fmean(r[k] for r in rs) for k in keys}, "grow_s": grown[size]}
         for size, rs in rounds.items()

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from bench.replay import CpuSampler
+from bench.replay import CpuSampler, interpolate
 from tests.support import PythonService, make_server, register
 from tests.support.client import query
 from tests.support.paths import restate_installed
@@ -50,10 +50,12 @@ def drain_curve(
 ) -> list[dict[str, float]]:
     """Per tenth of the queue: seconds it took, invocations per second, server CPU ms each."""
     out = []
+    times = [t0] + [t for t, _ in samples]
+    done_at = [0.0] + [float(last) for _, last in samples]
     prev_t, prev_done = t0, 0
     for k in range(1, TENTHS + 1):
         bound = n * k // TENTHS
-        t = next(t for t, last in samples if last >= bound)
+        t = interpolate(done_at, times, bound)  # `last` only grows: time as a function of it
         dt = max(t - prev_t, 1e-9)
         done = bound - prev_done
         ms = (cpu.at(t) - cpu.at(prev_t)) * 1000.0 / done

@@ -21,7 +21,10 @@ async def _busy_until(t_s: float) -> float:
 
 @runner.handler()
 async def until(ctx: restate.Context, t_s: float) -> float:
-    return await ctx.run("busy", lambda: _busy_until(t_s))
+    async def busy() -> float:
+        return await _busy_until(t_s)
+
+    return await ctx.run("busy", busy)
 
 
 app = restate.app([sleeper, parked, greeter, runner])

@@ -32,6 +32,17 @@ TIMEOUT_S = 1800.0
 SAMPLE_S = 0.1
 
 
+def interpolate(xs: list[float], ys: list[float], x: float) -> float:
+    """y at x on the piecewise-linear curve through (xs, ys), xs ascending; flat past the ends."""
+    i = bisect.bisect_right(xs, x)
+    if i == 0:
+        return ys[0]
+    if i == len(xs):
+        return ys[-1]
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 > x0 else y1
+
+
 class CpuSampler:
     """Samples a process tree's CPU seconds against wall-clock time on a thread of its own."""
 
@@ -49,9 +60,8 @@ class CpuSampler:
             self._stop.wait(SAMPLE_S)
 
     def at(self, t: float) -> float:
-        """CPU seconds at wall time `t` (the last sample at or before it)."""
-        i = bisect.bisect_right(self.times, t) - 1
-        return self.cpu[max(0, i)]
+        """CPU seconds at wall time `t`, interpolated between the samples around it."""
+        return interpolate(self.times, self.cpu, t)
 
     def __enter__(self) -> CpuSampler:
         self._thread.start()

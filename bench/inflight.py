@@ -22,7 +22,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,11 @@ async def resolve_all(url: str, admin_url: str) -> int:
     return len(ids)
 
 
+async def after_restart(*waits: Coroutine[Any, Any, float]) -> list[float]:
+    """All at once from the moment the server is healthy: each one's seconds."""
+    return list(await asyncio.gather(*waits))
+
+
 def sleep_until(t_s: float) -> None:
     time.sleep(max(0.0, t_s - time.time()))
 
@@ -108,12 +113,17 @@ def run_one(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
         server.start()
         healthy_s = time.monotonic() - t_restart
         cpu0 = tree_cpu_s(server.pid)  # start-up CPU up to health is counted apart
-        greet_s = healthy_s + asyncio.run(greet(url, args.greet_timeout))
-        sleepers_s = healthy_s + asyncio.run(
-            until_true(lambda: count(server.admin_url, DONE.format("Sleeper")) >= args.sleep, WAIT_S)
-        )
-        runners_s = healthy_s + asyncio.run(
-            until_true(lambda: count(server.admin_url, DONE.format("Runner")) >= args.running, WAIT_S)
+        greet_s, sleepers_s, runners_s = (
+            healthy_s + x
+            for x in asyncio.run(
+                after_restart(
+                    greet(url, args.greet_timeout),
+                    until_true(lambda: count(server.admin_url, DONE.format("Sleeper")) >= args.sleep, WAIT_S),
+                    until_true(
+                        lambda: count(server.admin_url, DONE.format("Runner")) >= args.running, WAIT_S
+                    ),
+                )
+            )
         )
         recovery_cpu_s = tree_cpu_s(server.pid) - cpu0
         t_resolve = time.monotonic()

@@ -26,6 +26,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench.procstat import tree_cpu_s
 from bench.starvation import greet
 from tests.reliability.test_starvation import bounded
@@ -40,7 +42,11 @@ WAIT_S = 600.0
 
 
 def count(admin_url: str, sql: str) -> int:
-    rows = query(admin_url, sql)
+    """COUNT(*) of a query, or -1 while the restarted server cannot answer it yet."""
+    try:
+        rows = query(admin_url, sql)
+    except httpx.HTTPError:
+        return -1
     return int(rows[0]["n"]) if rows else 0
 
 

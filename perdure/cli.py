@@ -61,6 +61,9 @@ def server(
     store_pool_size: int | None = _flag(
         "PostgreSQL connections for commits and metadata (8).", "PERDURE_STORE_POOL_SIZE"
     ),
+    node_name: str | None = _flag(
+        "This node's name in a cluster of nodes sharing the PostgreSQL store.", "PERDURE_NODE_NAME"
+    ),
 ) -> None:
     """Run the Perdure server (embedded SQLite store, or PostgreSQL with --store). Every setting
     also comes from the configuration file (Restate's keys) and from RESTATE_* / PERDURE_*
@@ -76,6 +79,7 @@ def server(
         "log_level": log_level,
         "store": store,
         "store_pool_size": store_pool_size,
+        "node_name": node_name,
     }
     try:
         loaded = load_settings(config_file or config_file_from_env(os.environ), os.environ, flags)

@@ -202,6 +202,21 @@ class Settings:
     store_pool_size: int = _opt(8, INT, "PostgreSQL connections for commits and metadata.")
     lease_ttl_ms: int = _opt(6_000, DURATION, "PostgreSQL: partition lease lifetime (database clock).")
     lease_renew_ms: int = _opt(2_000, DURATION, "PostgreSQL: how often the node renews its leases.")
+    node_name: str | None = _opt(
+        None,
+        STR,
+        "PostgreSQL: this node's name in a cluster of nodes sharing the store (none: a single node "
+        "that owns every partition). Nodes with a name find each other in the database and share "
+        "the partitions.",
+        "node-name",
+    )
+    advertised_address: str | None = _opt(
+        None,
+        STR,
+        "Cluster: the http://HOST:PORT other nodes reach this node's admin API at (forwarded "
+        "requests); default: the admin address (its host, or this machine's name for 0.0.0.0).",
+        "advertised-address",
+    )
 
     @property
     def ingress(self) -> tuple[str, int]:
@@ -234,6 +249,8 @@ class Settings:
             raise ValueError("store_pool_size must be at least 1")
         if not 0 < self.lease_renew_ms < self.lease_ttl_ms / 2:
             raise ValueError("lease_renew_ms must be positive and under half of lease_ttl_ms")
+        if self.node_name is not None and not self.store:
+            raise ValueError("node-name needs a PostgreSQL store (--store): nodes share its partitions")
         from perdure.server.storage.factory import check_store_url
 
         check_store_url(self.store)

@@ -35,6 +35,7 @@ from perdure.server.kafka.catalog import KafkaCatalog, static_clusters
 from perdure.server.kafka.ingestion import Ingestion, IngestionLimits
 from perdure.server.processor.commands import ReplaceState
 from perdure.server.processor.core import ProcessorConfig
+from perdure.server.processor.locality import Locality
 from perdure.server.processor.processor import Processor
 from perdure.server.query.catalog import CatalogSource, registry_catalog, with_subscription_lag
 from perdure.server.query.engine import LiveAttempts, QueryEngine, QueryLimits
@@ -46,6 +47,8 @@ from perdure.server.storage.sqlite import SqliteStorage
 from perdure.server.telemetry.hub import Telemetry
 
 if TYPE_CHECKING:  # signing pulls in cryptography and PyJWT; imported only when configured
+    from perdure.server.cluster.node import ClusterNode
+    from perdure.server.cluster.router import ClusterRouter
     from perdure.server.invoker.identity import RequestSigner
     from perdure.server.query.pg_engine import PgQueryEngine  # PostgreSQL drivers: only with --store
     from perdure.server.storage.postgres import PostgresStorage
@@ -169,6 +172,28 @@ async def _keep_leases(storage: PostgresStorage, settings: Settings) -> None:
         log.error("%s; this node stops", exc)
 
 
+def _cluster(
+    storage: SqliteStorage | PostgresStorage, runtime: Runtime, registry: Registry, settings: Settings
+) -> tuple[ClusterNode, ClusterRouter] | None:
+    """A node of a cluster (PostgreSQL with --node-name): its lease keeper and request router."""
+    if isinstance(storage, SqliteStorage) or not storage.cluster:
+        return None
+    from perdure.server.cluster.node import ClusterNode
+    from perdure.server.cluster.router import ClusterRouter
+
+    node = ClusterNode(storage, runtime, renew_s=settings.lease_renew_ms / 1000, refresh=registry.refresh)
+    router = ClusterRouter(node, Locality(storage.partition_bits), token=settings.admin_token)
+    runtime.partitions = storage
+    runtime.router = router
+    return node, router
+
+
+def cluster_forward_routes(runtime: Runtime) -> list[BaseRoute]:
+    from perdure.server.cluster.router import forward_routes
+
+    return forward_routes(runtime)
+
+
 async def serve(settings: Settings) -> None:
     t0 = time.monotonic()
     storage = make_storage(settings)
@@ -194,10 +219,17 @@ async def serve(settings: Settings) -> None:
         telemetry=telemetry,
     )
     processor_config = ProcessorConfig(eager_state_size_max=settings.eager_state_size_max_bytes)
-    runtime = Runtime(
-        storage, lambda: Processor(storage, registry, processor_config), invoker, telemetry=telemetry
-    )
+
+    def make_processor() -> Processor:
+        if isinstance(storage, SqliteStorage):
+            return Processor(storage, registry, processor_config)
+        # On PostgreSQL the processor covers the partitions whose leases the node holds now.
+        locality = Locality(storage.partition_bits, storage.owned_partitions())
+        return Processor(storage, registry, processor_config, locality)
+
+    runtime = Runtime(storage, make_processor, invoker, telemetry=telemetry)
     runtime_box.append(runtime)
+    cluster = _cluster(storage, runtime, registry, settings)
     ihost, iport = settings.ingress
     ahost, aport = settings.admin
     ingress_tls = _tls(settings.ingress_tls_cert_file, settings.ingress_tls_key_file)
@@ -250,6 +282,7 @@ async def serve(settings: Settings) -> None:
             *ui_routes(ingress_app),  # the UI's invoke form keeps the ingress token check
             *_metrics_routes(telemetry, query_engine),
             *kafka_routes(kafka),
+            *([] if cluster is None else cluster_forward_routes(runtime)),
         ],
         server_headers=settings.additional_request_headers,
         signer=signer,
@@ -267,14 +300,16 @@ async def serve(settings: Settings) -> None:
             # Listen first: health answers while the processor recovers; requests
             # wait in the queue until the loop runs.
             servers = [tg.create_task(ingress_server.serve()), tg.create_task(admin_server.serve())]
-            leases = (
-                []
-                if isinstance(storage, SqliteStorage)
-                else [tg.create_task(_keep_leases(storage, settings))]
-            )
+            leases = []
+            if cluster is not None:
+                pass  # the lease keeper starts after recovery (which must see a fixed set)
+            elif not isinstance(storage, SqliteStorage):
+                leases.append(tg.create_task(_keep_leases(storage, settings)))
             t_recover = time.monotonic()
             await runtime.recover()
             recovered_ms = (time.monotonic() - t_recover) * 1000
+            if cluster is not None:
+                leases.append(tg.create_task(cluster[0].run()))
             core = [
                 tg.create_task(runtime.run()),
                 tg.create_task(runtime.timers.run()),
@@ -311,6 +346,10 @@ async def serve(settings: Settings) -> None:
             ingress_server.should_exit = True
             admin_server.should_exit = True
             await asyncio.wait(servers, timeout=5)
+            if cluster is not None:
+                leases[0].cancel()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(cluster[0].leave(), 5)  # hand the leases over now
             for t in (*core, *servers, stop_wait, *ingestion.tasks()):
                 t.cancel()
             invoker.abort_all()
@@ -318,6 +357,8 @@ async def serve(settings: Settings) -> None:
         await query_engine.close()
         await client.aclose()
         await h1_client.aclose()
+        if cluster is not None:
+            await cluster[1].aclose()
         if telemetry is not None:
             await asyncio.to_thread(telemetry.shutdown)
         await storage.close()

@@ -208,6 +208,7 @@ class Registry:
         self._latest: dict[str, ServiceInfo] = {}
         self._at: dict[tuple[str, str], ServiceInfo] = {}
         self._lock = asyncio.Lock()
+        self._raw: bytes | None = None  # the stored document the records were read from
 
     @classmethod
     async def load(cls, store: MetadataStore, defaults: ServiceDefaults | None = None) -> Registry:
@@ -215,8 +216,20 @@ class Registry:
         raw = await store.get_meta(SCHEMA_KEY)
         if raw:
             registry._records = _decode_schema(raw)
+        registry._raw = raw
         registry._reindex()
         return registry
+
+    async def refresh(self) -> bool:
+        """Reload what another node sharing the store registered (a cluster); True if it changed."""
+        async with self._lock:
+            raw = await self._store.get_meta(SCHEMA_KEY)
+            if raw == self._raw:
+                return False
+            self._records = _decode_schema(raw) if raw else {}
+            self._raw = raw
+            self._reindex()
+            return True
 
     # --- lookups (sync, no I/O) ---
     def service(self, name: str) -> ServiceInfo | None:
@@ -384,7 +397,9 @@ class Registry:
                 )
 
     async def _commit(self, records: dict[str, _Record]) -> None:
-        await self._store.put_meta(SCHEMA_KEY, _encode_schema(records))
+        raw = _encode_schema(records)
+        await self._store.put_meta(SCHEMA_KEY, raw)
+        self._raw = raw
         self._records = records
         self._reindex()
 

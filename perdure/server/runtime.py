@@ -13,7 +13,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from perdure.server.invoker.invoker import Invoker
 from perdure.server.processor.commands import Command, Terminate
@@ -28,7 +28,7 @@ from perdure.server.processor.effects import (
 )
 from perdure.server.processor.model import Invocation
 from perdure.server.processor.processor import Processor
-from perdure.server.storage.interface import Reclaimable, Storage, StorageError
+from perdure.server.storage.interface import Reclaimable, Recovery, Storage, StorageError
 from perdure.server.telemetry.hub import Telemetry
 from perdure.server.timers import TimerService
 
@@ -48,6 +48,21 @@ class Abandoned(Exception):
 
 class Unavailable(Exception):
     """The store cannot take writes right now; new work is refused (503)."""
+
+
+class Partitions(Protocol):
+    """A cluster node's store: which partitions it holds leases for, and their recovery."""
+
+    def owned_partitions(self) -> list[int]: ...
+    def recovery_for(self, partitions: set[int]) -> Recovery: ...
+    async def revalidate(self) -> list[int]: ...  # renew now; drop what is lost; returns it
+
+
+class Router(Protocol):
+    """Sends a command whose partition another node owns to that node (the cluster's forwarding)."""
+
+    def remote(self, cmd: Command) -> str | None: ...  # the owner's address, None: apply here
+    async def forward(self, address: str, cmd: Command, until: Coroutine[Any, Any, None] | None) -> Reply: ...
 
 
 def wall_clock_ms() -> int:
@@ -79,6 +94,9 @@ class Runtime:
         self.commands = 0
         self._flushing = False
         self._telemetry = telemetry
+        self.partitions: Partitions | None = None  # a cluster node: its leases change while it runs
+        self.router: Router | None = None
+        self._ownership: asyncio.Future[None] | None = None  # a change waiting to be applied
 
     def resident(self) -> dict[bytes, Invocation]:
         """The current processor's resident invocations (for introspection)."""
@@ -103,7 +121,19 @@ class Runtime:
         self, make: Callable[[int], Command], *, until: Coroutine[Any, Any, None] | None = None
     ) -> Reply:
         """Submit a command and wait for its reply. With `until` (the requester
-        going away), stop waiting when it completes first: raises `Abandoned`."""
+        going away), stop waiting when it completes first: raises `Abandoned`. On a cluster node
+        a command for a partition another node owns goes to that node."""
+        if self.router is not None:
+            cmd = make(0)
+            address = self.router.remote(cmd)
+            if address is not None:
+                return await self.router.forward(address, cmd, until)
+        return await self.call_here(make, until=until)
+
+    async def call_here(
+        self, make: Callable[[int], Command], *, until: Coroutine[Any, Any, None] | None = None
+    ) -> Reply:
+        """`call` without forwarding (a command forwarded by another node: it stops here)."""
         if not self.healthy:
             if until is not None:
                 until.close()
@@ -197,12 +227,48 @@ class Runtime:
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(RECOVERY_BACKOFF_S_MAX, backoff_s * 2)
 
+    async def sync_partitions(self) -> None:
+        """Make the processor cover exactly the partitions the store holds leases for now; returns
+        once done (between two batches: dropped partitions are forgotten and their attempts
+        aborted, adopted ones loaded from the store and their invocations restarted)."""
+        if self.partitions is None:
+            return
+        if self._ownership is None:
+            self._ownership = asyncio.get_running_loop().create_future()
+            self._wakeup.set()
+        await asyncio.shield(self._ownership)
+
+    async def _apply_ownership(self) -> None:
+        fut, self._ownership = self._ownership, None
+        assert fut is not None and self.partitions is not None
+        try:
+            want = set(self.partitions.owned_partitions())
+            have = self._processor.owned_partitions()
+            if have - want:
+                self._processor.drop_partitions(have - want)
+                log.info("dropped partitions %s", sorted(have - want))
+            if want - have:
+                add = want - have
+                recovery = self.partitions.recovery_for(add)
+                await asyncio.to_thread(self._processor.adopt_partitions, add, recovery, self._clock_ms())
+                self.timers.reload()
+                log.info("adopted partitions %s", sorted(add))
+            await self._flush()
+        finally:
+            if not fut.done():
+                fut.set_result(None)
+
     async def _loop(self) -> None:
         queue = self._queue
         while True:
+            if self._ownership is not None:
+                await self._apply_ownership()
             if not queue:
                 self._wakeup.clear()
+                if self._ownership is not None:
+                    continue
                 await self._wakeup.wait()
+                continue
             now = self._clock_ms()
             n = 0
             apply = self._processor.apply
@@ -222,6 +288,12 @@ class Runtime:
         self._replies.clear()
 
     async def _restart_processor(self) -> None:
+        if self.partitions is not None:
+            # A failed commit may mean a lost lease (fenced): confirm the leases first, so the new
+            # processor covers only partitions still held and restarts no attempt of another's.
+            lost = await self.partitions.revalidate()
+            if lost:
+                log.warning("partitions %s are no longer this node's", lost)
         self._processor = self._make_processor()
         self.timers.reload(refire=True)
         self._processor.recover(self._storage, self._clock_ms())

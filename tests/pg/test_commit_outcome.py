@@ -116,7 +116,7 @@ async def test_a_batch_cut_off_before_it_committed_is_reported_failed_and_can_ne
     lost = batch(b"lost", 1)
     anchor = anchor_partition(lost, store._bits)
     assert anchor is not None
-    old_epochs = list(store._epochs)
+    old_epochs = [store.epoch_of(p) for p in range(store.partitions)]
     try:
         with psycopg.connect(dsn) as holder:
             # Another transaction holds the lease row: the batch's fence waits for it.

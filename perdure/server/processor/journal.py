@@ -37,6 +37,12 @@ from perdure.server.processor.model import (
 from perdure.server.processor.schema import SERVICE_TY, handler_kind
 
 
+class ForeignPartition(ProtocolError):
+    """The journal asks for an invocation of a partition another cluster node owns."""
+
+    code = 503
+
+
 class JournalCommands(ProcessorCore):
     def _on_sdk_message(self, m: SdkMessage) -> None:
         inv = self._resident.get(m.invocation)
@@ -137,6 +143,16 @@ class JournalCommands(ProcessorCore):
         self._state_of(t).clear()
         self._batch.op(Op.STATE_CLEAR, t.service, t.key)
 
+    def _refuse_foreign(self, raw: bytes) -> None:
+        """A cluster node cannot yet act on an invocation of a partition another node owns (calls,
+        signals and attach between partitions need the partition outbox, not built): the attempt
+        fails with a retryable error instead of writing a batch the fence would reject."""
+        if not self._loc.owns_id(raw):
+            raise ForeignPartition(
+                "this call, signal or attach targets a partition another cluster node owns; "
+                "calls between partitions are not supported on a cluster yet"
+            )
+
     def _cmd_sleep(self, inv: Invocation, msg: Any) -> None:
         wake_ms = min(msg.wake_up_time, TIME_MS_MAX)
         self._add_timer(Timer(wake_ms, inv.id.raw, TIMER_SLEEP, msg.result_completion_id))
@@ -172,7 +188,11 @@ class JournalCommands(ProcessorCore):
             handler_kind(svc, handler),
         )
         ikey = msg.idempotency_key if msg.HasField("idempotency_key") else None
-        iid = invocation_id_for(target, ikey)
+        # A plain callee lives in its caller's partition: wherever that partition moves, the two
+        # move together (a result never has to cross nodes).
+        here = self._loc.of_id(inv.id.raw)
+        iid = invocation_id_for(target, ikey, lambda: self._loc.random_pk_in(here))
+        self._refuse_foreign(iid.raw)
         n = pb.NotificationMessage(completion_id=msg.invocation_id_notification_idx, invocation_id=str(iid))
         existing = self._get(iid.raw)
         if existing is not None and self._expired(existing):
@@ -205,6 +225,7 @@ class JournalCommands(ProcessorCore):
             raise ProtocolError(f"bad target invocation id: {exc}") from None
         if msg.WhichOneof("signal_id") != "idx":
             return  # named signals are a V7 feature
+        self._refuse_foreign(raw)
         self._signal(raw, msg.idx, _signal_result(msg))
 
     def _cmd_complete_awakeable(self, inv: Invocation, msg: Any) -> None:
@@ -216,11 +237,14 @@ class JournalCommands(ProcessorCore):
             return
         result: dict[str, Any]
         result = {"failure": msg.failure} if msg.WhichOneof("result") == "failure" else {"value": msg.value}
+        self._refuse_foreign(ref.invocation.raw)
         self._signal(ref.invocation.raw, ref.index, result)
 
     def _cmd_attach(self, inv: Invocation, msg: Any, wait: bool = True) -> None:
         raw = _target_of_lookup(msg)
         msg_type = T.ATTACH_INVOCATION_COMPLETION if wait else T.GET_INVOCATION_OUTPUT_COMPLETION
+        if raw is not None:
+            self._refuse_foreign(raw)
         target = self._get(raw) if raw is not None else None
         cid = msg.result_completion_id
         if target is None:

@@ -43,7 +43,8 @@ class Processor(JournalCommands, Requests, Restarts, ScheduleCommands):
         elif isinstance(cmd, Ingest):
             self._on_ingest(cmd)
         elif isinstance(cmd, TimerFired):
-            self._on_timer(cmd.timer)
+            if self._loc.owns_id(cmd.timer.invocation):  # else armed before its partition moved
+                self._on_timer(cmd.timer)
         elif isinstance(cmd, AttemptFailed):
             self._on_attempt_failed(cmd)
         elif isinstance(cmd, AttemptOpened):

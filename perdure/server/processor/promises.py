@@ -3,6 +3,7 @@ completed once; until then it holds the callers waiting for it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,11 @@ class PromiseCache:
 
     def forget(self, service: str, key: str) -> None:
         for k in [k for k in self._cache if k[0] == service and k[1] == key]:
+            del self._cache[k]
+
+    def drop(self, key_matches: Callable[[str], bool]) -> None:
+        """Forget the promises of the keys `key_matches` (their partition moved to another node)."""
+        for k in [k for k in self._cache if key_matches(k[1])]:
             del self._cache[k]
 
     def record(self, service: str, key: str, name: str) -> tuple[str, str, str, bytes]:

@@ -22,7 +22,7 @@ from perdure.server.processor.commands import (
     Terminate,
     Timer,
 )
-from perdure.server.processor.core import KILLED, ProcessorCore
+from perdure.server.processor.core import KILLED, PARTITION_MOVED, ProcessorCore
 from perdure.server.processor.effects import (
     AbortAttempt,
     Reply,
@@ -45,7 +45,9 @@ from perdure.server.processor.model import (
 class Requests(ProcessorCore):
     def _on_invoke(self, cmd: Invoke) -> None:
         req = cmd.request
-        iid = invocation_id_for(req.target, req.idempotency_key)
+        iid = invocation_id_for(req.target, req.idempotency_key, self._loc.random_pk)
+        if self._foreign(iid.raw, cmd.token):
+            return
         existing = self._get(iid.raw)
         if existing is not None and self._expired(existing):
             self._purge(existing)
@@ -71,6 +73,8 @@ class Requests(ProcessorCore):
         """A Kafka record: dropped if its offset is at or below the stream's high-water mark, else
         one invocation, with the new mark written in the same batch (so a redelivery after a crash,
         before or after this commit, neither loses nor doubles the record)."""
+        if self._foreign(invocation_id_for(cmd.request.target, None, self._loc.random_pk).raw, cmd.token):
+            return
         mark = self._dedup.get(cmd.producer)
         if mark is None:
             mark = self._reader.get_dedup(cmd.producer)
@@ -80,7 +84,7 @@ class Requests(ProcessorCore):
         self._dedup[cmd.producer] = cmd.offset
         self._batch.op(Op.DEDUP_SET, cmd.producer, cmd.offset)
         req = cmd.request
-        iid = invocation_id_for(req.target, None)
+        iid = invocation_id_for(req.target, None, self._loc.random_pk)
         # Only a workflow run has a deterministic id: a key that already ran gets nothing more.
         existing = self._get(iid.raw) if req.target.handler_ty == "workflow" else None
         if existing is not None and self._expired(existing):
@@ -120,6 +124,8 @@ class Requests(ProcessorCore):
         self._waiters.setdefault(inv.id.raw, []).append(cmd.token)
 
     def _on_attach(self, cmd: Attach) -> None:
+        if self._foreign(cmd.raw_id, cmd.token):
+            return
         inv = self._get(cmd.raw_id)
         if inv is None or self._expired(inv):
             # Restate words these two differently: attach "not found" (invocation),
@@ -146,6 +152,8 @@ class Requests(ProcessorCore):
             self._waiters.setdefault(inv.id.raw, []).append(cmd.token)
 
     def _on_complete_awakeable(self, cmd: CompleteAwakeable) -> None:
+        if self._foreign(cmd.awakeable.invocation.raw, cmd.token):
+            return
         if cmd.failure is not None:
             result: dict[str, Any] = {
                 "failure": pb.Failure(code=cmd.failure.code, message=cmd.failure.message)
@@ -156,6 +164,8 @@ class Requests(ProcessorCore):
         self._effects.append(Reply(cmd.token, "ok", code=202))
 
     def _on_terminate(self, cmd: Terminate) -> None:
+        if self._foreign(cmd.raw_id, cmd.token):
+            return
         inv = self._get(cmd.raw_id)
         if inv is None:
             text = InvocationId.from_raw(cmd.raw_id)
@@ -203,6 +213,9 @@ class Requests(ProcessorCore):
     def _on_replace_state(self, cmd: ReplaceState) -> None:
         # Applied at once, as an admin override; a handler running on the key keeps
         # the view it started with and its later writes go on top of this state.
+        if not self._loc.owns_key(cmd.key):
+            self._answer(cmd.token, 503, PARTITION_MOVED)
+            return
         self._state[(cmd.service, cmd.key)] = dict(cmd.state)
         self._batch.op(Op.STATE_CLEAR, cmd.service, cmd.key)
         for k, v in cmd.state:
@@ -224,9 +237,12 @@ class Requests(ProcessorCore):
         self._complete(inv, Outcome(failure=KILLED))
         for text in children:
             try:
-                child = self._get(InvocationId.parse(text).raw)
+                raw = InvocationId.parse(text).raw
             except IdError:
                 continue
+            if not self._loc.owns_id(raw):
+                continue  # another cluster node's partition (no outbox yet): not killed from here
+            child = self._get(raw)
             if child is not None and child.status != COMPLETED:
                 self._kill_tree(child)
 

@@ -57,6 +57,8 @@ def journal_prefix(journal: list[Entry], from_index: int | None) -> list[Entry] 
 
 class Restarts(ProcessorCore):
     def _on_restart_as_new(self, cmd: RestartAsNew) -> None:
+        if self._foreign(cmd.raw_id, cmd.token):
+            return
         inv = self._get(cmd.raw_id)
         text = str(InvocationId.from_raw(cmd.raw_id))
         if inv is None or self._expired(inv):

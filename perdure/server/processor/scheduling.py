@@ -17,6 +17,7 @@ from perdure.server.processor.commands import TIMER_SCHEDULE, ChangeSchedule, In
 from perdure.server.processor.core import ProcessorConfig, ProcessorCore
 from perdure.server.processor.effects import Reply
 from perdure.server.processor.identity import invocation_id_for
+from perdure.server.processor.locality import Locality
 from perdure.server.processor.model import COMPLETED, Invocation, Target
 from perdure.server.processor.schedules import (
     Schedule,
@@ -33,8 +34,14 @@ JSON_HEADERS = (("content-type", "application/json"),)
 
 
 class ScheduleCommands(ProcessorCore):
-    def __init__(self, reader: Reader, schema: Schema, config: ProcessorConfig | None = None) -> None:
-        super().__init__(reader, schema, config)
+    def __init__(
+        self,
+        reader: Reader,
+        schema: Schema,
+        config: ProcessorConfig | None = None,
+        locality: Locality | None = None,
+    ) -> None:
+        super().__init__(reader, schema, config, locality)
         self._schedules: dict[str, Schedule] = {}
         self._schedule_timers: dict[bytes, str] = {}
         self._timer_kinds[TIMER_SCHEDULE] = self._on_schedule_timer

@@ -37,9 +37,27 @@ def make_storage(settings: Settings) -> SqliteStorage | PostgresStorage:
         from perdure.server.storage.postgres import PostgresStorage
 
         return PostgresStorage(
-            settings.store, pool_size=settings.store_pool_size, lease_ttl_s=settings.lease_ttl_ms / 1000
+            settings.store,
+            pool_size=settings.store_pool_size,
+            lease_ttl_s=settings.lease_ttl_ms / 1000,
+            node_name=settings.node_name,
+            cluster=settings.node_name is not None,
+            address=advertised_address(settings) if settings.node_name is not None else None,
         )
     return SqliteStorage(settings.data_dir)
+
+
+def advertised_address(settings: Settings) -> str:
+    """Where other cluster nodes reach this node's admin API."""
+    if settings.advertised_address:
+        return settings.advertised_address.rstrip("/")
+    host, port = settings.admin
+    if host in ("0.0.0.0", "::", ""):
+        import socket
+
+        host = socket.gethostname()
+    scheme = "https" if settings.admin_tls_cert_file else "http"
+    return f"{scheme}://{host}:{port}"
 
 
 def describe_store(settings: Settings) -> str:

@@ -1,6 +1,6 @@
 """PostgreSQL schema: numbered migrations (`migrations/NNNN_name.sql`) applied in
 order, each once, recorded in `schema_migration`. Concurrent nodes starting on
-one database serialize on an exclusive lock of that table, so a migration runs
+one database serialize on an advisory lock, then an exclusive lock of that table, so a migration runs
 exactly once; a database from a newer Perdure (unknown migrations) is refused."""
 
 from __future__ import annotations
@@ -44,6 +44,10 @@ def migrate(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
     """Bring the schema up to date; returns the version it is at."""
     shipped = migrations()
     with conn.transaction():
+        # Nodes started together race on creating the table itself (IF NOT EXISTS is not atomic
+        # against a concurrent CREATE): a transaction-scoped advisory lock serializes them first
+        # (start-up only, never on the write path).
+        conn.execute("SELECT pg_advisory_xact_lock(7415001)")
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migration "
             "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"

@@ -52,6 +52,18 @@ from perdure.server.processor.commands import Timer
 from perdure.server.processor.model import INVOKED, PAUSED, Entry, Invocation, decode_record
 from perdure.server.storage.interface import StorageError
 from perdure.server.storage.pg_batch import COMMIT_SQL, anchor_partition, commit_args, extra_statements
+from perdure.server.storage.pg_leases import (
+    ACQUIRE_SQL,
+    HEARTBEAT_RENEW_SQL,
+    LEASE_MARGIN_S,
+    LEASES_SQL,
+    LEAVE_SQL,
+    LIVE_NODES_SQL,
+    RELEASE_SQL,
+    LeaseBook,
+    LeaseRow,
+    NodeRow,
+)
 from perdure.server.storage.pg_schema import migrate
 
 log = logging.getLogger("perdure.storage.postgres")
@@ -59,7 +71,6 @@ log = logging.getLogger("perdure.storage.postgres")
 FENCED_SQLSTATE = "PF001"
 POOL_SIZE_DEFAULT = 8
 LEASE_TTL_S_DEFAULT = 6.0
-LEASE_MARGIN_S = 1.0  # the local deadline runs out this long before the database's expiry
 
 _RENEW_SQL = (
     "UPDATE partition_lease l SET expires_at = now() + make_interval(secs => $3) "
@@ -92,6 +103,7 @@ _SYNCREP_WARNING = "synchronous replication"
 # SQLSTATE classes after which a statement's outcome is unknown: connection exceptions (08) and
 # operator intervention, i.e. the backend terminated or the server shut down (57P).
 _LOST_SQLSTATES = ("08", "57P")
+_IN_PARTS = " AND (%s::integer[] IS NULL OR partition = ANY(%s::integer[]))"
 _CONNECT_ERRORS = (
     OSError,
     asyncpg.PostgresError,
@@ -133,13 +145,18 @@ class PostgresStorage:
         pool_size: int = POOL_SIZE_DEFAULT,
         node_name: str | None = None,
         lease_ttl_s: float = LEASE_TTL_S_DEFAULT,
+        cluster: bool = False,
+        address: str | None = None,
     ) -> None:
         if pool_size < 1:
             raise ValueError("the store's pool size must be at least 1")
         if lease_ttl_s <= 2 * LEASE_MARGIN_S:
             raise ValueError(f"the lease TTL must be more than {2 * LEASE_MARGIN_S:g} s")
         self.lease_ttl_s = lease_ttl_s
-        self._deadline = 0.0  # time.monotonic() after which this node stops committing
+        # A cluster node starts with no lease and takes its share (cluster/node.py); a single
+        # node takes every partition at open.
+        self.cluster = cluster
+        self.address = address
         self.dsn = dsn
         self.node_name = node_name or default_node_name()
         self._pool_size = pool_size
@@ -147,7 +164,7 @@ class PostgresStorage:
         self._reader: psycopg.Connection[tuple[Any, ...]] | None = None
         self.partitions = 0
         self._bits = 0
-        self._epochs: list[int] = []
+        self._leases = LeaseBook(0, lease_ttl_s)
         self._seq = 0
         self._syncrep_cancelled: set[int] = set()  # backends whose standby wait was cancelled
         self._dropped: list[int] = []  # partitions found not ours by a reconciliation
@@ -164,7 +181,9 @@ class PostgresStorage:
                 self.partitions = int(row[0])
                 self._bits = self.partitions.bit_length() - 1
                 assert 1 << self._bits == self.partitions, "the partition count is a power of two"
-                self._take_all_leases(conn)
+                self._leases = LeaseBook(self.partitions, self.lease_ttl_s)
+                if not self.cluster:
+                    self._take_all_leases(conn)
             self._reader = self._connect_reader()
             self._pool = await asyncpg.create_pool(
                 self.dsn, min_size=1, max_size=self._pool_size, command_timeout=None
@@ -180,12 +199,9 @@ class PostgresStorage:
             "expires_at = now() + make_interval(secs => %s), last_batch = 0 RETURNING partition, epoch",
             (self.node_name, self.lease_ttl_s),
         ).fetchall()
-        self._deadline = sent + self.lease_ttl_s - LEASE_MARGIN_S
-        epochs = [0] * self.partitions
         for partition, epoch in rows:
-            epochs[int(partition)] = int(epoch)
-        assert len(rows) == self.partitions and all(epochs), "every partition has a lease row"
-        self._epochs = epochs
+            self._leases.held(int(partition), int(epoch), sent)
+        assert len(rows) == self.partitions and all(self._leases.epochs), "every partition has a lease row"
         self._seq = 0
         log.info("node %s owns all %d partitions", self.node_name, self.partitions)
 
@@ -213,24 +229,36 @@ class PostgresStorage:
         return self._pool
 
     async def renew_leases(self) -> list[int]:
-        """Extend every lease this node holds (one statement); returns the partitions lost."""
-        owned = [p for p, e in enumerate(self._epochs) if e]
-        epochs = [self._epochs[p] for p in owned]
+        """Extend every lease this node holds (one statement, which also heartbeats a cluster
+        node); returns the partitions lost (another node took them: a new epoch; or found not
+        ours by a reconciliation). A partition re-taken meanwhile is renewed next time."""
+        owned = self._leases.owned()
+        epochs = [self._leases.epochs[p] for p in owned]
         sent = time.monotonic()
         try:
-            rows = await self._p().fetch(_RENEW_SQL, self.node_name, owned, self.lease_ttl_s, epochs)
+            if self.cluster:
+                rows = await self._p().fetch(
+                    HEARTBEAT_RENEW_SQL, self.node_name, owned, self.lease_ttl_s, epochs, self.address
+                )
+            else:
+                rows = await self._p().fetch(_RENEW_SQL, self.node_name, owned, self.lease_ttl_s, epochs)
         except _CONNECT_ERRORS as exc:
             raise StorageError(f"postgresql: lease renewal failed: {exc}") from exc
-        kept = {int(r[0]) for r in rows}
-        # A partition a reconciliation re-took meanwhile (new epoch) is renewed next time.
-        lost = [p for p, e in zip(owned, epochs, strict=True) if p not in kept and self._epochs[p] == e]
+        lost = self._leases.renewed(list(zip(owned, epochs, strict=True)), {int(r[0]) for r in rows}, sent)
         lost += [p for p in self._dropped if p not in lost]
         self._dropped = []
-        for p in lost:
-            self._epochs[p] = 0  # dropped: no batch of this node can pass its fence again
-        if kept:
-            self._deadline = sent + self.lease_ttl_s - LEASE_MARGIN_S
         return lost
+
+    async def revalidate(self) -> list[int]:
+        """Renew now (after a fenced commit); when the database cannot be reached, drop the leases
+        past their local deadline. Returns the partitions no longer held."""
+        try:
+            return await self.renew_leases()
+        except StorageError:
+            now = time.monotonic()
+            stale = [p for p in self._leases.owned() if self._leases.deadline_of(p) < now]
+            self._leases.drop(stale)
+            return stale
 
     async def keep_leases(self, interval_s: float) -> None:
         """Renew every `interval_s` until a lease is lost (LeaseLost). A failed renewal is
@@ -248,15 +276,84 @@ class PostgresStorage:
             if lost:
                 raise LeaseLost(lost)
 
+    # ------------------------------------------------------------------ cluster membership
+
+    async def live_nodes(self) -> list[NodeRow]:
+        """Nodes whose heartbeat is younger than a lease lifetime (database clock)."""
+        try:
+            rows = await self._p().fetch(LIVE_NODES_SQL, self.lease_ttl_s)
+        except _CONNECT_ERRORS as exc:
+            raise StorageError(f"postgresql: {exc}") from exc
+        return [NodeRow(r["name"], r["address"], float(r["age_s"])) for r in rows]
+
+    async def leases(self) -> list[LeaseRow]:
+        try:
+            rows = await self._p().fetch(LEASES_SQL)
+        except _CONNECT_ERRORS as exc:
+            raise StorageError(f"postgresql: {exc}") from exc
+        return [LeaseRow(int(r[0]), r[1], int(r[2]), bool(r[3])) for r in rows]
+
+    async def acquire(self, partitions: list[int]) -> list[int]:
+        """Take the leases of `partitions` that are free or expired, each with a new epoch (which
+        fences any earlier holder); returns the partitions taken."""
+        sent = time.monotonic()
+        try:
+            rows = await self._p().fetch(
+                ACQUIRE_SQL, self.node_name, self.address, self.lease_ttl_s, partitions
+            )
+        except _CONNECT_ERRORS as exc:
+            raise StorageError(f"postgresql: lease acquisition failed: {exc}") from exc
+        taken = []
+        for partition, epoch in rows:
+            self._leases.held(int(partition), int(epoch), sent)
+            taken.append(int(partition))
+        return sorted(taken)
+
+    def relinquish(self, partitions: list[int]) -> list[tuple[int, int]]:
+        """Stop writing `partitions` at once (their fence fails from now on) before `release`."""
+        return self._leases.drop(partitions)
+
+    async def release(self, dropped: list[tuple[int, int]]) -> None:
+        """Hand the relinquished leases back (expired now), so their next owner need not wait."""
+        if not dropped:
+            return
+        try:
+            await self._p().execute(
+                RELEASE_SQL, self.node_name, [p for p, _ in dropped], [e for _, e in dropped]
+            )
+        except _CONNECT_ERRORS as exc:
+            raise StorageError(f"postgresql: lease release failed: {exc}") from exc
+
+    async def leave(self) -> None:
+        """Graceful stop of a cluster node: release every lease, remove the node's row."""
+        await self.release(self._leases.drop(self._leases.owned()))
+        try:
+            await self._p().execute(LEAVE_SQL, self.node_name)
+        except _CONNECT_ERRORS as exc:
+            raise StorageError(f"postgresql: {exc}") from exc
+
     def owned_partitions(self) -> list[int]:
-        return [p for p, e in enumerate(self._epochs) if e]
+        return self._leases.owned()
+
+    @property
+    def partition_bits(self) -> int:
+        return self._bits
+
+    def epoch_of(self, partition: int) -> int:
+        return self._leases.epochs[partition]
+
+    def recovery_for(self, partitions: set[int]) -> _Scoped:
+        """What a processor adopting `partitions` loads (those partitions only)."""
+        return _Scoped(self, sorted(partitions))
 
     async def cluster_status(self) -> dict[str, Any]:
         """Partitions with their owner, epoch, lease expiry and age, on the database clock."""
         rows = await self._p().fetch(
             "SELECT partition, owner, owner_addr, epoch, last_batch, "
-            "extract(epoch FROM expires_at - now()) AS expires_in_s, now() AS db_now "
-            "FROM partition_lease ORDER BY partition"
+            "extract(epoch FROM expires_at - now()) AS expires_in_s, "
+            "extract(epoch FROM now() - (expires_at - make_interval(secs => $1))) AS age_s "
+            "FROM partition_lease ORDER BY partition",
+            self.lease_ttl_s,
         )
         parts = [
             {
@@ -266,18 +363,37 @@ class PostgresStorage:
                 "epoch": r["epoch"],
                 "last_batch": r["last_batch"],
                 "lease_expires_in_s": None if r["expires_in_s"] is None else float(r["expires_in_s"]),
+                "lease_age_s": None if r["age_s"] is None else float(r["age_s"]),
             }
             for r in rows
         ]
-        nodes: dict[str, int] = {}
+        counts: dict[str, int] = {}
         for part in parts:
             if part["owner"] is not None and (part["lease_expires_in_s"] or 0) > 0:
-                nodes[str(part["owner"])] = nodes.get(str(part["owner"]), 0) + 1
+                counts[str(part["owner"])] = counts.get(str(part["owner"]), 0) + 1
+        registered = await self._p().fetch(
+            "SELECT name, address, extract(epoch FROM now() - heartbeat_at)::float8 AS age_s, "
+            "heartbeat_at > now() - make_interval(secs => $1) AS live FROM cluster_node ORDER BY name",
+            self.lease_ttl_s,
+        )
+        nodes: dict[str, dict[str, Any]] = {
+            r["name"]: {
+                "name": r["name"],
+                "address": r["address"],
+                "heartbeat_age_s": float(r["age_s"]),
+                "live": bool(r["live"]),
+                "partitions": counts.get(r["name"], 0),
+            }
+            for r in registered
+        }
+        for name, count in counts.items():  # a single node (no row in cluster_node)
+            nodes.setdefault(name, {"name": name, "partitions": count})
         return {
             "store": "postgresql",
             "node": self.node_name,
             "partitions_total": self.partitions,
-            "nodes": [{"name": n, "partitions": c} for n, c in sorted(nodes.items())],
+            "owned_here": self.owned_partitions(),  # this node's lease book
+            "nodes": [nodes[n] for n in sorted(nodes)],
             "partitions": parts,
         }
 
@@ -285,7 +401,7 @@ class PostgresStorage:
         """Commit one batch, or raise: FencedError (not this node's lease: nothing committed),
         StorageError (nothing committed, now or later). A connection lost with the batch in
         flight is reconciled first, so a batch that did commit returns normally."""
-        if time.monotonic() > self._deadline:
+        if self._leases.expired_locally():
             raise FencedError("postgresql: this node's leases are past their local deadline (not renewed)")
         self._seq += 1
         seq = self._seq
@@ -307,16 +423,17 @@ class PostgresStorage:
         conn.add_log_listener(self._on_server_message)  # removed before release (the pool wants none)
         try:
             if not extras and not anchor_fence:
-                await conn.execute(COMMIT_SQL, self.node_name, self._epochs, seq, self._bits, *args)
+                await conn.execute(COMMIT_SQL, self.node_name, self._leases.epochs, seq, self._bits, *args)
             else:
                 async with conn.transaction():
                     if anchor_fence:
                         done = await conn.execute(
-                            _ANCHOR_FENCE_SQL, seq, anchor, self.node_name, self._epochs[anchor]
+                            _ANCHOR_FENCE_SQL, seq, anchor, self.node_name, self._leases.epochs[anchor]
                         )
                         if done != "UPDATE 1":
                             raise FencedError(f"postgresql: partition {anchor}'s lease is no longer ours")
-                    await conn.execute(COMMIT_SQL, self.node_name, self._epochs, seq, self._bits, *args)
+                    epochs = self._leases.epochs
+                    await conn.execute(COMMIT_SQL, self.node_name, epochs, seq, self._bits, *args)
                     for sql, params in extras:
                         await conn.execute(sql, *params)
         except asyncpg.PostgresError as exc:
@@ -348,7 +465,7 @@ class PostgresStorage:
     async def _reconcile(self, seq: int, anchor: int, cause: str) -> bool:
         """Did batch `seq` commit? Asked of the database until it answers (nothing is
         acknowledged or retried meanwhile); a batch that did not commit never will."""
-        epoch = self._epochs[anchor]
+        epoch = self._leases.epochs[anchor]
         log.warning("batch %d: %s; reading its outcome from partition %d's lease", seq, cause, anchor)
         pause, pause_max = RECONCILE_RETRY_S
         while True:
@@ -366,14 +483,14 @@ class PostgresStorage:
             pause = min(pause_max, pause * 2)
         if row is None:
             self.reconciled["failed"] += 1
-            self._epochs[anchor] = 0
+            self._leases.drop([anchor])
             self._dropped.append(anchor)
             raise FencedError(
                 f"postgresql: partition {anchor}'s lease was taken while batch {seq}'s outcome was unknown"
             )
         committed = int(row[0]) == epoch
         if not committed:
-            self._epochs[anchor] = int(row[0])  # re-taken: the lost batch's fence can never pass
+            self._leases.epochs[anchor] = int(row[0])  # re-taken: the lost batch's fence can never pass
         self.reconciled["committed" if committed else "failed"] += 1
         log.warning("batch %d %s", seq, "committed" if committed else "did not commit; it never will")
         return committed
@@ -448,21 +565,43 @@ class PostgresStorage:
         rows = self._rows("SELECT seq FROM dedup WHERE producer = %s", (producer,))
         return int(rows[0][0]) if rows else None
 
+    def _scope(self) -> list[int] | None:
+        """The partitions this node's reads for recovery cover (None: a single node, all)."""
+        return self._leases.owned() if self.cluster else None
+
     def expired(self, now_ms: int, limit: int) -> list[bytes]:
+        parts = self._scope()
         rows = self._rows(
-            "SELECT id FROM invocation WHERE expires_at IS NOT NULL AND expires_at <= %s LIMIT %s",
-            (now_ms, limit),
+            "SELECT id FROM invocation WHERE expires_at IS NOT NULL AND expires_at <= %s "
+            "AND (%s::integer[] IS NULL OR partition = ANY(%s::integer[])) LIMIT %s",
+            (now_ms, parts, parts, limit),
         )
         return [bytes(r[0]) for r in rows]
 
     def load_running(self) -> list[Invocation]:
-        running = self._rows("SELECT id, record FROM invocation WHERE status IN (%s, %s)", (INVOKED, PAUSED))
+        return self._load_running(self._scope())
+
+    def load_locks(self) -> dict[tuple[str, str], bytes]:
+        return self._load_locks(self._scope())
+
+    def load_inbox(self) -> dict[tuple[str, str], list[tuple[int, bytes]]]:
+        return self._load_inbox(self._scope())
+
+    def load_timers(self, limit: int) -> list[Timer]:
+        return self._load_timers(limit, self._scope())
+
+    def _load_running(self, parts: list[int] | None) -> list[Invocation]:
+        running = self._rows(
+            "SELECT id, record FROM invocation WHERE status IN (%s, %s)" + _IN_PARTS,
+            (INVOKED, PAUSED, parts, parts),
+        )
         journals: dict[bytes, list[Entry]] = defaultdict(list)
         for raw, ty, body, at in self._rows(
             "SELECT j.id, j.type, j.body, j.appended_at FROM invocation i "
             "JOIN journal j ON j.partition = i.partition AND j.id = i.id "
-            "WHERE i.status IN (%s, %s) ORDER BY j.partition, j.id, j.idx",
-            (INVOKED, PAUSED),
+            "WHERE i.status IN (%s, %s) AND (%s::integer[] IS NULL OR i.partition = ANY(%s::integer[])) "
+            "ORDER BY j.partition, j.id, j.idx",
+            (INVOKED, PAUSED, parts, parts),
         ):
             journals[bytes(raw)].append(Entry(ty, bytes(body), at))
         out = []
@@ -472,14 +611,27 @@ class PostgresStorage:
             out.append(inv)
         return out
 
-    def load_locks(self) -> dict[tuple[str, str], bytes]:
-        return {(s, k): bytes(i) for s, k, i in self._rows("SELECT service, key, id FROM lock")}
+    def _load_locks(self, parts: list[int] | None) -> dict[tuple[str, str], bytes]:
+        rows = self._rows("SELECT service, key, id FROM lock WHERE true" + _IN_PARTS, (parts, parts))
+        return {(s, k): bytes(i) for s, k, i in rows}
 
-    def load_inbox(self) -> dict[tuple[str, str], list[tuple[int, bytes]]]:
+    def _load_inbox(self, parts: list[int] | None) -> dict[tuple[str, str], list[tuple[int, bytes]]]:
         out: dict[tuple[str, str], list[tuple[int, bytes]]] = defaultdict(list)
-        for s, k, seq, i in self._rows("SELECT service, key, seq, id FROM inbox ORDER BY service, key, seq"):
+        for s, k, seq, i in self._rows(
+            "SELECT service, key, seq, id FROM inbox WHERE true" + _IN_PARTS + " ORDER BY service, key, seq",
+            (parts, parts),
+        ):
             out[(s, k)].append((seq, bytes(i)))
         return dict(out)
+
+    def _load_timers(self, limit: int, parts: list[int] | None) -> list[Timer]:
+        rows = self._rows(
+            "SELECT wake_at, id, kind, arg FROM timer WHERE true"
+            + _IN_PARTS
+            + " ORDER BY wake_at, id, kind, arg LIMIT %s",
+            (parts, parts, limit),
+        )
+        return [Timer(w, bytes(i), k, a) for w, i, k, a in rows]
 
     def load_limits(
         self,
@@ -498,8 +650,30 @@ class PostgresStorage:
     def load_schedules(self) -> list[bytes]:
         return [bytes(r[0]) for r in self._rows("SELECT record FROM schedule ORDER BY name")]
 
+
+class _Scoped:
+    """The recovery reads of some partitions only (a cluster node adopting them)."""
+
+    def __init__(self, store: PostgresStorage, partitions: list[int]) -> None:
+        self._store = store
+        self._parts = partitions
+
+    def load_running(self) -> list[Invocation]:
+        return self._store._load_running(self._parts)
+
+    def load_locks(self) -> dict[tuple[str, str], bytes]:
+        return self._store._load_locks(self._parts)
+
+    def load_inbox(self) -> dict[tuple[str, str], list[tuple[int, bytes]]]:
+        return self._store._load_inbox(self._parts)
+
     def load_timers(self, limit: int) -> list[Timer]:
-        rows = self._rows(
-            "SELECT wake_at, id, kind, arg FROM timer ORDER BY wake_at, id, kind, arg LIMIT %s", (limit,)
-        )
-        return [Timer(w, bytes(i), k, a) for w, i, k, a in rows]
+        return self._store._load_timers(limit, self._parts)
+
+    def load_limits(
+        self,
+    ) -> tuple[list[tuple[str, bytes, int]], list[tuple[bytes, int, int, str, str, str | None]]]:
+        return [], []  # cluster-wide; loaded once, at the processor's start
+
+    def load_schedules(self) -> list[bytes]:
+        return []

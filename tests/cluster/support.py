@@ -1,0 +1,96 @@
+"""Several `perdure server` nodes over one PostgreSQL database (a fresh one of the session's
+private PostgreSQL 15 cluster), each with its node name, and what the tests read of them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.postgres import shared_cluster
+from tests.support.servers import PerdureServer
+
+READY_S = 90.0
+
+
+class Cluster:
+    def __init__(self, base: Path, nodes: int) -> None:
+        self.pg = shared_cluster()
+        self.dsn = self.pg.create_database()
+        self.database = self.dsn.rsplit("/", 1)[1]
+        self.nodes = [
+            PerdureServer(base / f"n{i}", env={"PERDURE_NODE_NAME": f"n{i}"}, store=self.dsn)
+            for i in range(nodes)
+        ]
+
+    def start(self) -> None:
+        """All at once, as a cluster is started: the nodes see each other before taking leases."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(lambda node: node.start(), self.nodes))
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.running:
+                node.kill()
+
+    def sql(self, query: str) -> str:
+        return self.pg.psql(query, self.database)
+
+    def status(self, node: PerdureServer) -> dict[str, Any]:
+        resp = httpx.get(f"{node.admin_url}/cluster", timeout=10)
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    def leases(self) -> dict[int, tuple[str | None, int, int]]:
+        """partition -> (owner if the lease is live, epoch, last batch), read from the database."""
+        rows = self.sql(
+            "SELECT partition, CASE WHEN expires_at > now() THEN owner END, epoch, last_batch "
+            "FROM partition_lease ORDER BY partition"
+        )
+        out = {}
+        for line in rows.splitlines():
+            p, owner, epoch, last = line.split("|")
+            out[int(p)] = (owner or None, int(epoch), int(last))
+        return out
+
+    def wait_balanced(
+        self, live: list[str], timeout_s: float = READY_S
+    ) -> dict[int, tuple[str | None, int, int]]:
+        """Every partition owned by one of `live`, each of them owning its share (within one)."""
+        share = -(-64 // len(live))
+
+        def balanced() -> dict[int, tuple[str | None, int, int]] | None:
+            leases = self.leases()
+            owners = [o for o, _, _ in leases.values()]
+            counts = {n: owners.count(n) for n in live}
+            ok = all(o in live for o in owners) and all(share - 1 <= c <= share for c in counts.values())
+            return leases if ok else None
+
+        return wait_for(balanced, timeout_s, f"64 partitions balanced over {live}")
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(every_s)
+
+
+@contextmanager
+def running_cluster(base: Path, nodes: int) -> Iterator[Cluster]:
+    cluster = Cluster(base, nodes)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

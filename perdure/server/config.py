@@ -171,6 +171,43 @@ class Settings:
     reclaim_pages_per_step: int = _opt(
         2_048, INT, "Free SQLite pages returned to the file system per step after a cleanup."
     )
+    # --- periodic snapshots ([worker.snapshots]; SQLite store) ---
+    snapshot_destination: str | None = _opt(
+        None,
+        STR,
+        "Where periodic snapshots go: file:///dir (or /dir) or s3://bucket/prefix (none: no snapshots).",
+        "worker.snapshots.destination",
+    )
+    snapshot_interval_ms: int | None = _opt(
+        None,
+        DURATION,
+        "How often a snapshot is taken (none: only on request, POST /backups).",
+        "worker.snapshots.snapshot-interval",
+    )
+    snapshot_num_retained: int | None = _opt(
+        None, INT, "Snapshots kept; older ones are deleted (none: all kept).", "worker.snapshots.num-retained"
+    )
+    snapshot_aws_region: str | None = _opt(
+        None, STR, "S3 region of the snapshot bucket.", "worker.snapshots.aws-region"
+    )
+    snapshot_aws_access_key_id: str | None = _opt(
+        None, STR, "S3 access key id.", "worker.snapshots.aws-access-key-id"
+    )
+    snapshot_aws_secret_access_key: str | None = _opt(
+        None, STR, "S3 secret access key.", "worker.snapshots.aws-secret-access-key", secret=True
+    )
+    snapshot_aws_session_token: str | None = _opt(
+        None, STR, "S3 session token.", "worker.snapshots.aws-session-token", secret=True
+    )
+    snapshot_aws_endpoint_url: str | None = _opt(
+        None, STR, "S3-compatible endpoint (MinIO, SeaweedFS, ...).", "worker.snapshots.aws-endpoint-url"
+    )
+    snapshot_aws_allow_http: bool = _opt(
+        False, BOOL, "Allow a plain-HTTP S3 endpoint.", "worker.snapshots.aws-allow-http"
+    )
+    snapshot_aws_profile: str | None = _opt(
+        None, STR, "AWS profile (~/.aws) for the snapshot bucket.", "worker.snapshots.aws-profile"
+    )
     # --- observability and integrations ---
     tracing_endpoint: str | None = _opt(
         None,
@@ -245,6 +282,17 @@ class Settings:
             )
         if self.concurrent_invocations_max < 1:
             raise ValueError("worker.invoker.concurrent-invocations-limit must be at least 1")
+        if self.snapshot_interval_ms is not None and self.snapshot_interval_ms < 1:
+            raise ValueError("worker.snapshots.snapshot-interval must be positive")
+        if self.snapshot_num_retained is not None and self.snapshot_num_retained < 1:
+            raise ValueError("worker.snapshots.num-retained must be at least 1")
+        if self.snapshot_interval_ms is not None and self.snapshot_destination is None:
+            raise ValueError("worker.snapshots.snapshot-interval needs worker.snapshots.destination")
+        if self.snapshot_destination is not None and self.store is not None:
+            raise ValueError(
+                "worker.snapshots applies to the embedded SQLite store; back a PostgreSQL store up with "
+                "pg_dump or pg_basebackup (docs/backup.md)"
+            )
         if self.store_pool_size < 1:
             raise ValueError("store_pool_size must be at least 1")
         if not 0 < self.lease_renew_ms < self.lease_ttl_ms / 2:

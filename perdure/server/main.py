@@ -18,12 +18,14 @@ import uvicorn
 from starlette.routing import BaseRoute
 
 from perdure.server.admin.app import create_admin_app
+from perdure.server.admin.backups import backup_routes
 from perdure.server.admin.cluster import cluster_routes, sqlite_status
 from perdure.server.admin.journal import journal_routes
 from perdure.server.admin.query import query_routes
 from perdure.server.admin.state import state_routes
 from perdure.server.admin.ui import ui_routes
 from perdure.server.auth import admin_body, ingress_body, protect
+from perdure.server.backup.runner import BackupRunner, s3_options, snapshot_policy
 from perdure.server.config import VERSION, Settings
 from perdure.server.ingress.app import Ingress
 from perdure.server.ingress.coalesce import IngressHttpProtocol
@@ -261,6 +263,7 @@ async def serve(settings: Settings) -> None:
         limits=QueryLimits(time_limit_s=settings.query_time_limit_s, rows_max=settings.query_rows_max),
     )
     await query_engine.open()
+    backups = BackupRunner(storage, settings.data_dir, snapshot_policy(settings), s3_options(settings))
     ingress_app = protect(ingress, settings.ingress_token, ingress_body, "ingress")
     admin = create_admin_app(
         registry,
@@ -283,6 +286,7 @@ async def serve(settings: Settings) -> None:
             *_metrics_routes(telemetry, query_engine),
             *kafka_routes(kafka),
             *([] if cluster is None else cluster_forward_routes(runtime)),
+            *backup_routes(backups),
         ],
         server_headers=settings.additional_request_headers,
         signer=signer,
@@ -321,6 +325,7 @@ async def serve(settings: Settings) -> None:
                         settings.reclaim_pages_per_step,
                     )
                 ),
+                tg.create_task(backups.run()),
                 *leases,
             ]
             ingestion.start(tg)

@@ -7,6 +7,9 @@ committed in memory, so the reads never miss a write."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from perdure.server.processor.batch import WriteBatch
@@ -35,6 +38,16 @@ class Reclaimable(Protocol):
     incremental vacuum); stores that do it on their own (PostgreSQL's autovacuum) need not."""
 
     async def reclaim(self, pages_max: int) -> int: ...  # pages given back (< pages_max: done)
+
+
+@runtime_checkable
+class Backupable(Protocol):
+    """A store that can copy itself, consistently, while it serves (SQLite's online backup on a
+    reader connection); PostgreSQL's are pg_dump and base backups (docs/backup.md)."""
+
+    async def backup(
+        self, dest: Path, progress: Callable[[int, int], None], abort: threading.Event
+    ) -> tuple[int, int, int]: ...  # page size, page count, schema version
 
 
 class Recovery(Protocol):

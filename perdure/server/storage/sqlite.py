@@ -7,8 +7,10 @@ fsync'd at COMMIT, so the batch is durable when the call returns."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +31,7 @@ from perdure.server.processor.model import (
 )
 from perdure.server.storage.checkpointer import WAL_SIZE_LIMIT_BYTES, WalCheckpointer
 from perdure.server.storage.interface import StorageError
+from perdure.server.storage.sqlite_backup import copy_database
 
 T = TypeVar("T")
 
@@ -103,6 +106,10 @@ class SqliteStorage:
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._checkpointer = WalCheckpointer(lambda: _connect(self._path))
+        # Backups in progress: their read snapshot pins the WAL, so the reclaim step must not
+        # wait for a TRUNCATE checkpoint on the writer thread (it would stall commits).
+        self._backups = 0
+        self._backups_lock = threading.Lock()
 
     @property
     def path(self) -> Path:
@@ -151,10 +158,37 @@ class SqliteStorage:
         # executescript steps the pragma to completion (execute() frees one page per step).
         conn.executescript(f"PRAGMA incremental_vacuum({int(pages_max)});")
         after = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        if after == 0:
+        with self._backups_lock:
+            backing_up = self._backups > 0
+        if after == 0 and not backing_up:
             # The file only shrinks when the WAL is checkpointed; the WAL itself is capped.
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return int(before - after)
+
+    async def backup(
+        self, dest: Path, progress: Callable[[int, int], None], abort: threading.Event
+    ) -> tuple[int, int, int]:
+        """Copy the database as of now into the new file `dest`, on a thread and connection of
+        its own (`sqlite_backup`): commits go on meanwhile. Returns page size, page count and
+        schema version of the copy."""
+        with self._backups_lock:
+            self._backups += 1
+        copying = asyncio.get_running_loop().run_in_executor(
+            None, copy_database, self._path, dest, progress, abort
+        )
+        try:
+            copied = await asyncio.shield(copying)
+        except asyncio.CancelledError:
+            abort.set()  # the copy stops at its next step; wait for the thread before going on
+            with contextlib.suppress(BaseException):
+                await copying
+            raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite backup: {exc}") from exc
+        finally:
+            with self._backups_lock:
+                self._backups -= 1
+        return copied.page_size, copied.page_count, copied.schema_version
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -187,6 +187,10 @@ class Settings:
     snapshot_num_retained: int | None = _opt(
         None, INT, "Snapshots kept; older ones are deleted (none: all kept).", "worker.snapshots.num-retained"
     )
+    backup_step_pages: int = _opt(1_024, INT, "Database pages a backup copies per step.")
+    backup_rate_max_bytes: int | None = _opt(
+        None, SIZE, "Most bytes per second a backup reads (none: as fast as the disk allows)."
+    )
     snapshot_aws_region: str | None = _opt(
         None, STR, "S3 region of the snapshot bucket.", "worker.snapshots.aws-region"
     )
@@ -282,6 +286,9 @@ class Settings:
             )
         if self.concurrent_invocations_max < 1:
             raise ValueError("worker.invoker.concurrent-invocations-limit must be at least 1")
+        rate = self.backup_rate_max_bytes
+        if self.backup_step_pages < 1 or (rate is not None and rate < 1):
+            raise ValueError("backup_step_pages and backup_rate_max_bytes must be positive")
         if self.snapshot_interval_ms is not None and self.snapshot_interval_ms < 1:
             raise ValueError("worker.snapshots.snapshot-interval must be positive")
         if self.snapshot_num_retained is not None and self.snapshot_num_retained < 1:

@@ -25,7 +25,7 @@ from perdure.server.admin.query import query_routes
 from perdure.server.admin.state import state_routes
 from perdure.server.admin.ui import ui_routes
 from perdure.server.auth import admin_body, ingress_body, protect
-from perdure.server.backup.runner import BackupRunner, s3_options, snapshot_policy
+from perdure.server.backup.runner import BackupRunner, backup_pace, s3_options, snapshot_policy
 from perdure.server.config import VERSION, Settings
 from perdure.server.ingress.app import Ingress
 from perdure.server.ingress.coalesce import IngressHttpProtocol
@@ -263,7 +263,9 @@ async def serve(settings: Settings) -> None:
         limits=QueryLimits(time_limit_s=settings.query_time_limit_s, rows_max=settings.query_rows_max),
     )
     await query_engine.open()
-    backups = BackupRunner(storage, settings.data_dir, snapshot_policy(settings), s3_options(settings))
+    backups = BackupRunner(
+        storage, settings.data_dir, snapshot_policy(settings), s3_options(settings), backup_pace(settings)
+    )
     ingress_app = protect(ingress, settings.ingress_token, ingress_body, "ingress")
     admin = create_admin_app(
         registry,

@@ -112,4 +112,3 @@ def restore(source: Location, data_dir: Path, *, force: bool, progress: Progress
     partial.replace(data_dir / DB_NAME)
     fsync_dir(data_dir)
     return Restored(source=backup.url, manifest=manifest, data_dir=data_dir)
-

@@ -21,7 +21,7 @@ from typing import Any
 from perdure.server.backup.location import Location, S3Options, parse_location
 from perdure.server.backup.manifest import BackupError, BackupFile, Manifest, fsync_dir, sha256_file
 from perdure.server.config import PERDURE_VERSION, VERSION, Settings
-from perdure.server.storage.interface import Backupable
+from perdure.server.storage.interface import Backupable, BackupPace
 
 log = logging.getLogger("perdure.backup")
 
@@ -63,6 +63,10 @@ def snapshot_policy(settings: Settings) -> SnapshotPolicy | None:
         None if interval is None else interval / 1000,
         settings.snapshot_num_retained,
     )
+
+
+def backup_pace(settings: Settings) -> BackupPace:
+    return BackupPace(step_pages=settings.backup_step_pages, bytes_per_s_max=settings.backup_rate_max_bytes)
 
 
 def s3_options(settings: Settings) -> S3Options:
@@ -129,11 +133,13 @@ class BackupRunner:
         data_dir: Path,
         policy: SnapshotPolicy | None = None,
         s3: S3Options | None = None,
+        pace: BackupPace | None = None,
     ) -> None:
         self._storage = storage if isinstance(storage, Backupable) else None
         self._data_dir = data_dir
         self._policy = policy
         self._s3 = s3 or S3Options()
+        self._pace = pace or BackupPace()
         self._pending: asyncio.Queue[tuple[Job, Location]] = asyncio.Queue(maxsize=1)
         self._jobs: dict[str, Job] = {}
         self._current: Job | None = None
@@ -246,7 +252,9 @@ class BackupRunner:
             def copied(done: int, total: int) -> None:
                 job.done_bytes, job.total_bytes = done, total
 
-            page_size, page_count, schema_version = await self._storage.backup(partial, copied, self._abort)
+            page_size, page_count, schema_version = await self._storage.backup(
+                partial, copied, self._abort, self._pace
+            )
             size = page_size * page_count
             job.phase, job.done_bytes, job.total_bytes = "checksumming", 0, size
 

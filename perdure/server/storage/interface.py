@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -40,13 +41,22 @@ class Reclaimable(Protocol):
     async def reclaim(self, pages_max: int) -> int: ...  # pages given back (< pages_max: done)
 
 
+@dataclass(frozen=True, slots=True)
+class BackupPace:
+    """How a backup copies: pages per step, and an optional ceiling on its read rate so a big
+    copy does not take the disk from the commits."""
+
+    step_pages: int = 1_024  # 4 MiB of 4 KiB pages
+    bytes_per_s_max: int | None = None
+
+
 @runtime_checkable
 class Backupable(Protocol):
     """A store that can copy itself, consistently, while it serves (SQLite's online backup on a
     reader connection); PostgreSQL's are pg_dump and base backups (docs/backup.md)."""
 
     async def backup(
-        self, dest: Path, progress: Callable[[int, int], None], abort: threading.Event
+        self, dest: Path, progress: Callable[[int, int], None], abort: threading.Event, pace: BackupPace
     ) -> tuple[int, int, int]: ...  # page size, page count, schema version
 
 

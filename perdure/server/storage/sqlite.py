@@ -30,7 +30,7 @@ from perdure.server.processor.model import (
     decode_record,
 )
 from perdure.server.storage.checkpointer import WAL_SIZE_LIMIT_BYTES, WalCheckpointer
-from perdure.server.storage.interface import StorageError
+from perdure.server.storage.interface import BackupPace, StorageError
 from perdure.server.storage.sqlite_backup import copy_database
 
 T = TypeVar("T")
@@ -166,7 +166,7 @@ class SqliteStorage:
         return int(before - after)
 
     async def backup(
-        self, dest: Path, progress: Callable[[int, int], None], abort: threading.Event
+        self, dest: Path, progress: Callable[[int, int], None], abort: threading.Event, pace: BackupPace
     ) -> tuple[int, int, int]:
         """Copy the database as of now into the new file `dest`, on a thread and connection of
         its own (`sqlite_backup`): commits go on meanwhile. Returns page size, page count and
@@ -174,7 +174,7 @@ class SqliteStorage:
         with self._backups_lock:
             self._backups += 1
         copying = asyncio.get_running_loop().run_in_executor(
-            None, copy_database, self._path, dest, progress, abort
+            None, copy_database, self._path, dest, progress, abort, pace
         )
         try:
             copied = await asyncio.shield(copying)

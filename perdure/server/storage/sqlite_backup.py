@@ -2,7 +2,8 @@
 
 A connection of its own opens a read transaction (in WAL mode a reader never blocks the writer,
 and the writer never disturbs the reader's snapshot), then SQLite's online backup API copies the
-pages of that snapshot in steps of `STEP_PAGES`, reporting progress after each. Holding the read
+pages of that snapshot in steps (`BackupPace`), reporting progress after each, and sleeping
+between steps when a read rate is set. Holding the read
 transaction across the steps is what keeps the copy consistent under load: without it, every
 commit of the server would restart the backup from the first page. The copy is then switched to
 a rollback journal (one self-contained file) and fsync'd. While it runs, checkpoints cannot
@@ -14,11 +15,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-STEP_PAGES = 1_024  # 4 MiB of 4 KiB pages per step: progress often, the GIL released in between
+from perdure.server.storage.interface import BackupPace
 
 Progress = Callable[[int, int], None]  # bytes copied, bytes in the snapshot
 
@@ -34,7 +36,9 @@ class Copied:
     schema_version: int
 
 
-def copy_database(source: Path, dest: Path, progress: Progress, abort: threading.Event) -> Copied:
+def copy_database(
+    source: Path, dest: Path, progress: Progress, abort: threading.Event, pace: BackupPace
+) -> Copied:
     """Copy the database at `source` into the new file `dest` (removed if the copy fails)."""
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
     try:
@@ -44,13 +48,19 @@ def copy_database(source: Path, dest: Path, progress: Progress, abort: threading
         page_size = int(src.execute("PRAGMA page_size").fetchone()[0])
         dst = sqlite3.connect(dest, isolation_level=None)
         try:
+            started = time.monotonic()
 
             def step(_status: int, remaining: int, total: int) -> None:
                 if abort.is_set():
                     raise BackupAborted("the backup was stopped")
-                progress((total - remaining) * page_size, total * page_size)
+                done = (total - remaining) * page_size
+                progress(done, total * page_size)
+                if pace.bytes_per_s_max is not None and remaining > 0:
+                    ahead_s = done / pace.bytes_per_s_max - (time.monotonic() - started)
+                    if ahead_s > 0:
+                        abort.wait(ahead_s)
 
-            src.backup(dst, pages=STEP_PAGES, progress=step)
+            src.backup(dst, pages=pace.step_pages, progress=step)
             page_count = int(dst.execute("PRAGMA page_count").fetchone()[0])
             dst.execute("PRAGMA journal_mode=DELETE")  # one file, no -wal beside it
         finally:

@@ -112,6 +112,17 @@ def test_official_and_perdure_clis_work_with_restate_auth_token(
     )
     assert ours.returncode == 0, ours.stderr
     assert "Greeter" in ours.stdout
+    # `perdure backup` is an operator command like the others: refused without the token.
+    dest = tmp_path / "backup"
+    unauthorized = _cli(perdure_executable(), ["backup", str(dest), "--admin-url", server.admin_url], {})
+    assert unauthorized.returncode == 1 and "401" in unauthorized.stderr
+    backed_up = _cli(
+        perdure_executable(),
+        ["backup", str(dest), "--admin-url", server.admin_url, "--json"],
+        {"PERDURE_ADMIN_TOKEN": ADMIN_TOKEN},
+    )
+    assert backed_up.returncode == 0, backed_up.stderr
+    assert (dest / "manifest.json").is_file()
 
 
 class TlsPerdureServer(PerdureServer):

@@ -18,12 +18,14 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 from perdure.protocol.ids import InvocationId
 from perdure.server.backup.location import LocalLocation
 from perdure.server.backup.restore import restore
-from perdure.server.backup.runner import BackupRunner
+from perdure.server.backup.runner import BackupRunner, Job
 from perdure.server.processor.batch import Op, WriteBatch
 from perdure.server.processor.model import COMPLETED, Invocation, Outcome, Target, encode_record
 from perdure.server.storage.sqlite import DB_FILE, SqliteStorage
@@ -31,6 +33,7 @@ from perdure.server.storage.sqlite import DB_FILE, SqliteStorage
 FILL_BATCH = 2_000
 ENTRIES = 4
 MIB = 1024 * 1024
+T = TypeVar("T")
 
 
 def _invocation(now_ms: int) -> Invocation:
@@ -87,7 +90,30 @@ async def commit_latencies(storage: SqliteStorage, stop: asyncio.Event, out: lis
         await asyncio.sleep(0.005)
 
 
-def _summary(ms: list[float]) -> str:
+async def beside_commits(
+    storage: SqliteStorage, work: Awaitable[T]
+) -> tuple[T, float, list[float], list[float]]:
+    """Commit latencies for 5 s alone, then while `work` runs; returns its result, how long it
+    took, and both latency lists (ms)."""
+    idle: list[float] = []
+    during: list[float] = []
+    async with asyncio.TaskGroup() as tg:
+        stop = asyncio.Event()
+        probe = tg.create_task(commit_latencies(storage, stop, idle))
+        await asyncio.sleep(5)
+        stop.set()
+        await probe
+        stop = asyncio.Event()
+        tg.create_task(commit_latencies(storage, stop, during))
+        t0 = time.monotonic()
+        try:
+            result = await work
+        finally:
+            stop.set()
+    return result, time.monotonic() - t0, idle, during
+
+
+def summary(ms: list[float]) -> str:
     if not ms:
         return "none"
     q = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else [ms[0]] * 99
@@ -104,24 +130,16 @@ async def main(size_gib: float, entry_bytes: int) -> None:
         print(f"filled {n:,} invocations in {time.monotonic() - t0:.0f} s")
         size = _checkpoint(data)
         runner = BackupRunner(storage, data)
-        idle: list[float] = []
-        during: list[float] = []
-        async with asyncio.TaskGroup() as tg:
-            owner = tg.create_task(runner.run())
-            stop = asyncio.Event()
-            probe = tg.create_task(commit_latencies(storage, stop, idle))
-            await asyncio.sleep(5)
-            stop.set()
-            await probe
-            stop = asyncio.Event()
-            probe = tg.create_task(commit_latencies(storage, stop, during))
-            t1 = time.monotonic()
+
+        async def backup() -> Job:
             job = await runner.request(str(dest))
             while job.status in ("queued", "running"):
                 await asyncio.sleep(0.05)
-            backup_s = time.monotonic() - t1
-            stop.set()
-            await probe
+            return job
+
+        async with asyncio.TaskGroup() as tg:
+            owner = tg.create_task(runner.run())
+            job, backup_s, idle, during = await beside_commits(storage, backup())
             owner.cancel()
         assert job.status == "completed", job.error
         await storage.close()
@@ -133,8 +151,8 @@ async def main(size_gib: float, entry_bytes: int) -> None:
     mib = backup_size / MIB
     print(f"backup               {backup_s:.1f} s ({mib / backup_s:,.0f} MiB/s: copy, SHA-256, fsync)")
     print(f"restore              {restore_s:.1f} s ({mib / restore_s:,.0f} MiB/s: copy, verify, fsync)")
-    print(f"commits before       {_summary(idle)}")
-    print(f"commits during       {_summary(during)}")
+    print(f"commits before       {summary(idle)}")
+    print(f"commits during       {summary(during)}")
 
 
 if __name__ == "__main__":

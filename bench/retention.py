@@ -1,8 +1,10 @@
 """Retention reclaims storage: N completed Greeter-shaped invocations (record + 4 journal entries,
 as a one-`ctx.run` call leaves them) are written to a fresh SQLite store, their retention runs
 out, and the cleanup path the server runs (`Terminate(expire)` through the processor in batches of
-1,000, one commit each, then incremental vacuum in 8 MiB steps) purges them. Prints the store's
-size (database + WAL) idle, full and after the cleanup, and how long the cleanup took.
+1,000, one commit each, then incremental vacuum in 8 MiB steps) purges them, while small commits
+go on beside it as live traffic would (the service is not stopped). Prints the store's size
+(database + WAL) idle, full and after the cleanup, how long the cleanup took, and the latency of
+the concurrent commits before and during it.
 
     python -m bench.retention --invocations 1000000
 """
@@ -17,6 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.backup import beside_commits, summary
 from perdure.protocol.ids import InvocationId
 from perdure.server.processor.batch import WriteBatch
 from perdure.server.processor.commands import Terminate
@@ -91,15 +94,16 @@ async def main(n: int) -> None:
         await fill(storage, n)
         full = _size(data)
         t1 = time.monotonic()
-        purged = await clean(storage)
-        t2 = time.monotonic()
+        purged, clean_s, idle_ms, during_ms = await beside_commits(storage, clean(storage))
         after = _size(data)
         await storage.close()
     mib = 1024 * 1024
     print(f"invocations          {n:,} (purged {purged:,})")
     print(f"store idle           {idle / mib:8.2f} MiB")
     print(f"store full           {full / mib:8.2f} MiB   (written in {t1 - t0:.1f} s)")
-    print(f"store after cleanup  {after / mib:8.2f} MiB   (cleanup {t2 - t1:.1f} s, {n / (t2 - t1):,.0f}/s)")
+    print(f"store after cleanup  {after / mib:8.2f} MiB   (cleanup {clean_s:.1f} s, {n / clean_s:,.0f}/s)")
+    print(f"commits before       {summary(idle_ms)}")
+    print(f"commits during       {summary(during_ms)}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ CLI_TIMEOUT_S = 180.0
 WAIT_S = 120.0
 SLEEP_MS = 1_500  # Steps/sleepy: still sleeping (durable timer) when the backup is taken
 NAME_BYTES = 4_000  # Greeter inputs big enough that the store spans many backup steps
+# Hang guard, not a speed bound: a server start, a load, a (throttled) copy, a restore and a second
+# server took up to 90 s on the loaded 2-core machine, close to the suite's default 120 s.
+pytestmark = pytest.mark.timeout(300)
 
 
 def perdure_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -22,6 +22,8 @@ from tests.support.s3 import start_seaweedfs, weed_binary
 WAIT_S = 120.0
 CLI_TIMEOUT_S = 180.0
 LEFTOVER = "snap-20000101T000000.000Z"  # as a server killed mid-snapshot leaves it: no manifest
+# Hang guard, not a speed bound: SeaweedFS may take up to 60 s to answer, then waits of up to 120 s.
+pytestmark = pytest.mark.timeout(300)
 
 
 def _wait_for(what: str, check: Any) -> None:

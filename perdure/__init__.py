@@ -49,6 +49,8 @@ else:
         "as_completed",
         "gather",
         "is_internal_exception",
+        "schedule",
+        "schedule_metadata",
         "select",
         "wait_completed",
     ]

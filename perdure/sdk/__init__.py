@@ -29,6 +29,7 @@ from perdure.sdk.futures import (
     SendHandle,
 )
 from perdure.sdk.options import InvocationRetryPolicy, RunOptions
+from perdure.sdk.schedule import schedule, schedule_metadata
 from perdure.sdk.serde import BytesSerde, DefaultSerde, JsonSerde, PydanticJsonSerde, Serde
 from perdure.sdk.service import Service, VirtualObject, Workflow
 from perdure.sdk.version import SDK_VERSION
@@ -68,6 +69,8 @@ __all__ = [
     "as_completed",
     "gather",
     "is_internal_exception",
+    "schedule",
+    "schedule_metadata",
     "select",
     "wait_completed",
 ]

@@ -18,6 +18,7 @@ from perdure.sdk.handler import (
     make_handler,
 )
 from perdure.sdk.options import InvocationRetryPolicy
+from perdure.sdk.schedule import with_declared
 from perdure.sdk.serde import DefaultSerde, Serde
 
 T = TypeVar("T")
@@ -77,6 +78,7 @@ class _Definition:
             io = HandlerIO(accept, content_type, input_serde, output_serde)
             managers = (self.options.context_managers or []) + (options.context_managers or [])
             options.context_managers = managers or None
+            options.metadata = with_declared(options.metadata, fn)
             handler = make_handler(self.service_tag, io, name, kind, typing.cast(Any, fn), options)
             if handler.name in self.handlers:
                 raise ValueError(f"Handler {handler.name} already exists in {self.name}")

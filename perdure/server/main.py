@@ -239,6 +239,7 @@ async def serve(settings: Settings) -> None:
     ingress = Ingress(
         registry, runtime, request_size_max=settings.request_size_max_bytes, telemetry=telemetry
     )
+    from perdure.server.admin.declared_schedules import ScheduleDeclarations
     from perdure.server.admin.invocations import invocation_routes
     from perdure.server.admin.limits import limits_routes
     from perdure.server.admin.schedules import schedule_routes
@@ -267,6 +268,7 @@ async def serve(settings: Settings) -> None:
         storage, settings.data_dir, snapshot_policy(settings), s3_options(settings), backup_pace(settings)
     )
     ingress_app = protect(ingress, settings.ingress_token, ingress_body, "ingress")
+    declarations = ScheduleDeclarations(runtime)
     admin = create_admin_app(
         registry,
         client,
@@ -292,6 +294,7 @@ async def serve(settings: Settings) -> None:
         ],
         server_headers=settings.additional_request_headers,
         signer=signer,
+        schedules=declarations,
     )
     admin_app = protect(admin, settings.admin_token, admin_body, "admin API")
     ingress_server = _http_server(ingress_app, ihost, iport, ingress_tls, IngressHttpProtocol)
@@ -331,6 +334,8 @@ async def serve(settings: Settings) -> None:
                 *leases,
             ]
             ingestion.start(tg)
+            # A crash between a registration and its schedules' commit is mended here.
+            await declarations.apply_registered(registry)
             while not (ingress_server.started and admin_server.started):
                 await asyncio.sleep(0.005)
             log.info(

@@ -28,6 +28,7 @@ import httpx
 import orjson
 
 from perdure.protocol.ids import InvocationId
+from perdure.server.admin.declared_schedules import ScheduleDeclarations, declared_schedules
 from perdure.server.admin.discovery_client import discover
 from perdure.server.ingress.app import Ingress
 from perdure.server.invoker.invoker import Invoker
@@ -149,7 +150,9 @@ class Harness:
         """Serve `app` in-process and register it as a deployment; returns the deployment id."""
         uri = self.endpoints.add(name, app)
         manifest, sdk = await discover(cast(Any, self.endpoints), uri, {})
+        declared = declared_schedules(manifest.services)
         result = await self.registry.register(uri, manifest, sdk_version=sdk, force=True)
+        await ScheduleDeclarations(self.runtime).apply(declared)
         return result.deployment.id
 
     # ------------------------------------------------------------------ time

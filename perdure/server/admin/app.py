@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from perdure.protocol.ids import b62decode, is_deployment_id
+from perdure.server.admin.declared_schedules import DeclarationError, ScheduleDeclarations, declared_schedules
 from perdure.server.admin.discovery_client import CLUSTER_HEADERS, DiscoveryError
 from perdure.server.admin.discovery_client import discover as _discover
 from perdure.server.admin.openapi import admin_openapi
@@ -29,6 +30,7 @@ from perdure.server.admin.render import (
 )
 from perdure.server.invoker.h2client import H2Client
 from perdure.server.registry import Registry, RegistryError, ServiceInfo
+from perdure.server.runtime import Unavailable
 from perdure.server.units import DurationError, parse_duration_ms
 
 if TYPE_CHECKING:  # signing pulls in cryptography and PyJWT; imported only when configured
@@ -198,9 +200,11 @@ def create_admin_app(
     extra_routes: Sequence[BaseRoute] = (),
     server_headers: Mapping[str, str] = CLUSTER_HEADERS,
     signer: RequestSigner | None = None,
+    schedules: ScheduleDeclarations | None = None,
 ) -> ASGIApp:
     """The admin ASGI app over `registry`; discovery goes through `client`, with the server's
-    headers (and signature) on every request."""
+    headers (and signature) on every request. `schedules` applies the schedules a registered
+    manifest declares (docs/schedules.md)."""
     discover = functools.partial(_discover, server_headers=server_headers, signer=signer)
 
     async def health(_: Request) -> Response:
@@ -232,8 +236,10 @@ def create_admin_app(
         force = (api == 2) if force is None else bool(force)
         use_http_11 = bool(body.get("use_http_11") or False)
         uri: str = body["uri"]
+        dry_run = bool(body.get("dry_run") or False)
         try:
             manifest, sdk = await discover(client, uri, headers, use_http_11=use_http_11)
+            declared = declared_schedules(manifest.services)
             result = await registry.register(
                 uri,
                 manifest,
@@ -242,11 +248,17 @@ def create_admin_app(
                 use_http_11=use_http_11,
                 force=force,
                 breaking=bool(body.get("breaking") or False),
-                dry_run=bool(body.get("dry_run") or False),
+                dry_run=dry_run,
                 metadata=body.get("metadata") or {},
             )
+            if schedules is not None and not dry_run:
+                await schedules.apply(declared)
         except (DiscoveryError, RegistryError) as e:
             return admin_error(e.status, e.message, e.code)
+        except DeclarationError as e:
+            return admin_error(400, str(e))
+        except Unavailable as e:
+            return admin_error(503, f"registered, but its declared schedules are not applied yet: {e}")
         if api == 2 and not result.created and body.get("force") is False:
             return admin_error(409, f"deployment '{result.deployment.id}' already exists")
         return json_response(
@@ -291,6 +303,7 @@ def create_admin_app(
             return admin_error(404, f"not found in the schema registry: {dep_id}")
         headers = None if body.get("additional_headers") is None else _headers_map(body["additional_headers"])
         use_http_11 = body.get("use_http_11")
+        dry_run = bool(body.get("dry_run") or False)
         try:
             manifest, sdk = None, current.sdk_version
             if body.get("overwrite"):
@@ -301,6 +314,7 @@ def create_admin_app(
                     current.additional_headers if headers is None else headers,
                     use_http_11=http_11,
                 )
+                declared = declared_schedules(manifest.services)
             dep = await registry.update_deployment(
                 dep_id,
                 uri=body.get("uri"),
@@ -308,10 +322,16 @@ def create_admin_app(
                 use_http_11=None if use_http_11 is None else bool(use_http_11),
                 manifest=manifest,
                 sdk_version=sdk,
-                dry_run=bool(body.get("dry_run") or False),
+                dry_run=dry_run,
             )
+            if manifest is not None and schedules is not None and not dry_run:
+                await schedules.apply(declared)
         except (DiscoveryError, RegistryError) as e:
             return admin_error(e.status, e.message, e.code)
+        except DeclarationError as e:
+            return admin_error(400, str(e))
+        except Unavailable as e:
+            return admin_error(503, f"updated, but its declared schedules are not applied yet: {e}")
         return json_response(deployment_detail(dep, registry))
 
     def is_rr(svc: ServiceInfo) -> bool:

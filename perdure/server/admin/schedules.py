@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, NamedTuple
 
 import orjson
 from starlette.requests import Request
@@ -26,8 +27,30 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"message": message, "restate_code": None}, status_code=status)
 
 
-def parse_schedule(name: str, body: Any, registry: Registry) -> Schedule:
+class ServiceShape(NamedTuple):
+    """What parsing a schedule needs of its target service."""
+
+    name: str
+    ty: str  # SERVICE | VIRTUAL_OBJECT | WORKFLOW
+    handlers: Collection[str]
+
+
+ServiceLookup = Callable[[str], ServiceShape | None]
+
+
+def registry_lookup(registry: Registry) -> ServiceLookup:
+    """Targets among the registered services (their latest revisions)."""
+
+    def lookup(name: str) -> ServiceShape | None:
+        svc = registry.service(name)
+        return None if svc is None else ServiceShape(svc.name, svc.ty, svc.handlers.keys())
+
+    return lookup
+
+
+def parse_schedule(name: str, body: Any, services: Registry | ServiceLookup) -> Schedule:
     """A schedule from its JSON body; ScheduleError (422) or LookupError (404) when it is wrong."""
+    lookup = registry_lookup(services) if isinstance(services, Registry) else services
     if not isinstance(body, dict):
         raise ScheduleError("the body must be a JSON object")
     unknown = set(body) - _FIELDS
@@ -37,7 +60,7 @@ def parse_schedule(name: str, body: Any, registry: Registry) -> Schedule:
     if not isinstance(target, str):
         raise ScheduleError("'target' must be 'Service/handler' or 'Object/key/handler'")
     parts = target.split("/")
-    svc = registry.service(parts[0])
+    svc = lookup(parts[0])
     if svc is None:
         raise LookupError(f"service '{parts[0]}' not found")
     keyed = svc.ty != "SERVICE"

@@ -187,10 +187,11 @@ class ChangeRules:
 class ChangeSchedule:
     """Admin: put, delete, pause, resume, get or list schedules."""
 
-    action: str  # "put" | "delete" | "pause" | "resume" | "get" | "list"
-    name: str
+    action: str  # "put" | "delete" | "pause" | "resume" | "get" | "list" | "declare"
+    name: str  # "declare": the service whose declared schedules `declared` is, all of them
     schedule: Schedule | None
     token: int
+    declared: tuple[Schedule, ...] = ()
 
 
 Command = (

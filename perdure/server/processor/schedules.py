@@ -46,6 +46,7 @@ class Schedule:
     buffered_ms: int | None = None  # buffer_one: the tick waiting for the running one to end
     fired: int = 0
     skipped: int = 0
+    declared_by: str | None = None  # the service whose deployment declares it (SDK helper)
 
     @property
     def target(self) -> str:
@@ -72,6 +73,21 @@ class Schedule:
         d["target"] = self.target
         d["next_runs_ms"] = next_runs(self, self.next_ms, NEXT_RUNS_SHOWN) if self.next_ms is not None else []
         return d
+
+    def spec(self) -> tuple[Any, ...]:
+        """What a declaration sets (a re-registration declaring the same spec changes nothing)."""
+        return (
+            self.service,
+            self.handler,
+            self.key,
+            self.body,
+            self.cron,
+            self.every_ms,
+            self.timezone,
+            self.overlap,
+            self.catch_up_max,
+            self.declared_by,
+        )
 
     def with_next(self, now_ms: int) -> Schedule:
         """Paused: no next tick; else the first tick after `now_ms`."""

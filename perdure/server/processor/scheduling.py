@@ -71,13 +71,14 @@ class ScheduleCommands(ProcessorCore):
             assert cmd.schedule is not None
             self._put_schedule(cmd.schedule, current, cmd.token)
             return
+        if cmd.action == "declare":
+            self._declare(cmd.name, cmd.declared, cmd.token)
+            return
         if current is None:
             self._answer(cmd.token, 404, f"schedule '{cmd.name}' not found")
             return
         if cmd.action == "delete":
-            self._disarm(current)
-            del self._schedules[cmd.name]
-            self._batch.op(Op.SCHEDULE_DELETE, cmd.name)
+            self._drop(current)
             self._answer(cmd.token, 200)
             return
         if cmd.action == "pause":
@@ -93,6 +94,31 @@ class ScheduleCommands(ProcessorCore):
         if svc is None or new.handler not in svc.handlers:
             self._answer(token, 404, f"handler '{new.service}/{new.handler}' not found")
             return
+        s = self._replace_schedule(new, current)
+        self._effects.append(Reply(token, "ok", code=201 if current is None else 200, data=s.to_json()))
+
+    def _declare(self, service: str, declared: tuple[Schedule, ...], token: int) -> None:
+        """A deployment of `service` declares exactly these schedules (the SDK helper): new or
+        changed ones are put (an operator's pause is kept), unchanged ones are left alone (so a
+        re-registration neither re-arms nor doubles a tick), ones it no longer declares go."""
+        names = {s.name for s in declared}
+        for s in declared:
+            assert s.declared_by == service
+            current = self._schedules.get(s.name)
+            if current is not None and current.spec() == s.spec():
+                continue
+            if current is not None:
+                s = replace(s, paused=current.paused)
+            self._replace_schedule(s, current)
+        for old in list(self._schedules.values()):
+            if old.declared_by == service and old.name not in names:
+                self._drop(old)
+        data = [self._schedules[n].to_json() for n in sorted(names)]
+        self._effects.append(Reply(token, "ok", code=200, data=data))
+
+    def _replace_schedule(self, new: Schedule, current: Schedule | None) -> Schedule:
+        """Store `new` in place of `current` (keeping its counters, last tick and interval anchor)
+        and arm its next tick."""
         if current is not None:
             self._disarm(current)
             same_interval = current.every_ms == new.every_ms and current.cron is None and new.cron is None
@@ -108,13 +134,18 @@ class ScheduleCommands(ProcessorCore):
             new = replace(new, anchor_ms=self._now)
         s = self._store(new.with_next(self._now))
         self._arm(s)
-        self._effects.append(Reply(token, "ok", code=201 if current is None else 200, data=s.to_json()))
+        return s
 
     def _store(self, s: Schedule) -> Schedule:
         self._schedules[s.name] = s
         self._schedule_timers[timer_id(s.name)] = s.name
         self._batch.op(Op.SCHEDULE_PUT, s.name, s.encode())
         return s
+
+    def _drop(self, s: Schedule) -> None:
+        self._disarm(s)
+        del self._schedules[s.name]
+        self._batch.op(Op.SCHEDULE_DELETE, s.name)
 
     def _arm(self, s: Schedule) -> None:
         if s.next_ms is not None:

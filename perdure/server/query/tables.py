@@ -363,6 +363,7 @@ TABLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("last_invocation_id", UTF8),
         ("fired", U64),
         ("skipped", U64),
+        ("declared_by", UTF8),
     ),
 }
 

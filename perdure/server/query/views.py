@@ -271,6 +271,7 @@ SCHEDULES: dict[str, str] = {
     "last_invocation_id": _sched("last_invocation"),
     "fired": _sched("fired"),
     "skipped": _sched("skipped"),
+    "declared_by": _sched("declared_by"),
 }
 
 # table -> (column expressions, FROM ... WHERE ...)

@@ -155,11 +155,14 @@ def _telemetry(settings: Settings) -> Telemetry | None:
     return Telemetry(metrics=metrics, tracing=tracing)
 
 
-def _metrics_routes(telemetry: Telemetry | None, engine: QueryEngine | PgQueryEngine) -> list[BaseRoute]:
+def _metrics_routes(
+    telemetry: Telemetry | None, engine: QueryEngine | PgQueryEngine, runtime: Runtime
+) -> list[BaseRoute]:
     if telemetry is None or telemetry.metrics is None:
         return []
     from perdure.server.admin.metrics import metrics_routes
 
+    telemetry.metrics.limits_from(runtime.limit_usage)
     return metrics_routes(telemetry.metrics, engine)
 
 
@@ -287,7 +290,7 @@ async def serve(settings: Settings) -> None:
                 else storage.cluster_status
             ),
             *ui_routes(ingress_app),  # the UI's invoke form keeps the ingress token check
-            *_metrics_routes(telemetry, query_engine),
+            *_metrics_routes(telemetry, query_engine, runtime),
             *kafka_routes(kafka),
             *([] if cluster is None else cluster_forward_routes(runtime)),
             *backup_routes(backups),

@@ -102,6 +102,10 @@ class Runtime:
         """The current processor's resident invocations (for introspection)."""
         return self._processor.resident()
 
+    def limit_usage(self) -> list[dict[str, Any]]:
+        """The current processor's rule counts and buckets (for /metrics; on the event loop)."""
+        return self._processor.limit_usage(self._clock_ms())
+
     def submit(self, cmd: Command) -> None:
         self._queue.append(cmd)
         self._wakeup.set()

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.compat.services.core import ATTEMPTS_BEFORE_SUCCESS
 from tests.compat.test_introspection import wait_for
+from tests.compat.test_limits import delete_rules, put_rules
 from tests.compat.workspace import Workspace
 from tests.support import PythonService, RestateServer, Server, register
 
@@ -170,3 +171,50 @@ def test_inbox_depth_and_oldest_pending_age_per_service(services: Server, worksp
     )
     workspace.open_gate(tag)
     wait_for("the inbox drained", lambda: scrape(server).value("perdure_inbox_depth", service="Tally") == 0)
+
+
+def test_rule_state_running_waiting_tokens_admitted_and_delayed(
+    services: Server, workspace: Workspace
+) -> None:
+    server = services
+    perdure_only(server)
+    tag = uuid.uuid4().hex[:12]
+    hold, greet = "Tally/hold", "Greeter/greet"
+    rules = [
+        {"pattern": hold, "limits": {"concurrency": 1}},
+        {"pattern": greet, "limits": {"rate_per_s": 0.01, "burst": 2}},
+    ]
+    assert put_rules(server, rules).status_code == 200
+    try:
+        for key in ("r1", "r2"):  # two keys: the rule, not the key lock, holds the second back
+            resp = httpx.post(f"{server.ingress_url}/Tally/{key}/hold/send", json=tag, timeout=30.0)
+            assert resp.status_code == 202
+        rule = dict(rule=hold)
+        wait_for("one runs, one waits", lambda: scrape(server).value("perdure_limit_waiting", **rule) == 1)
+        held = scrape(server)
+        assert held.value("perdure_limit_running", **rule) == 1
+        assert held.value("perdure_limit_admitted_total", **rule) >= 1
+        assert held.value("perdure_limit_delayed_total", **rule) >= 1
+        assert held.label_keys("perdure_limit_running") == {frozenset({*NODE_LABELS, "rule"})}
+        for name in ("a", "b"):
+            assert call(server, greet, name).status_code == 200  # the burst of two
+        rate = dict(rule=greet)
+        spent = scrape(server)
+        assert spent.value("perdure_limit_tokens", **rate) < 1, "the burst is spent"
+        assert spent.value("perdure_limit_admitted_total", **rate) >= 2
+        sent = httpx.post(f"{server.ingress_url}/{greet}/send", json="c", timeout=30.0)
+        assert sent.status_code == 202
+        wait_for(
+            "the third waits for a token", lambda: scrape(server).value("perdure_limit_waiting", **rate) == 1
+        )
+        workspace.open_gate(tag)
+        wait_for("the second hold ran", lambda: scrape(server).value("perdure_limit_waiting", **rule) == 0)
+        assert scrape(server).value("perdure_limit_delayed_total", **rate) >= 1
+    finally:
+        workspace.open_gate(tag)
+        assert delete_rules(server, [hold, greet]).status_code == 200
+    gone = scrape(server)
+    assert (
+        gone.value("perdure_limit_running", rule=hold) == 0
+        and gone.value("perdure_limit_waiting", rule=greet) == 0
+    )

@@ -200,6 +200,10 @@ class ProcessorCore:
     def locks(self) -> dict[tuple[str, str], bytes]:
         return self._locks
 
+    def limit_usage(self, now_ms: int) -> list[dict[str, Any]]:
+        """Each enabled rule's counts and buckets (for /metrics)."""
+        return self._limits.usage(now_ms)
+
     def _get(self, raw: bytes) -> Invocation | None:
         inv = self._resident.get(raw)
         if inv is not None:

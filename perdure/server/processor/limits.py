@@ -1,18 +1,23 @@
 """Concurrency and rate rules (Restate's `/limits/rules`, plus Perdure's token buckets), sans-IO.
 
-A rule's pattern has up to three components matched against an invocation's service, handler
-and key (`*` matches any one; fewer components match every invocation below them): `*`,
-`Svc`, `Svc/*`, `Svc/handler`, `Svc/handler/key`. Every enabled rule an invocation matches
-bounds it, all of them together: `concurrency` caps how many of the invocations the rule
-matches run at once (from their first attempt until they complete), `rate_per_s` with
-`burst` is a token bucket (GCRA: one theoretical arrival time per rule) on how fast they start.
+A rule's pattern has one to three components matched against an invocation's service, handler
+and key (`*` matches any one): `*`, `Svc`, `Svc/*`, `Svc/handler`, `Svc/*/*`, `Svc/handler/key`.
+As in Restate's rule book, a rule with n components counts separately for each value of the
+first n of (service, handler, key): `Svc` counts all of Svc's invocations together, `Svc/*` each
+handler of Svc on its own, `Svc/run/*` each key of `Svc/run` on its own (a three-component rule
+applies only to keyed invocations). Every enabled rule an invocation matches bounds it, all of
+them together: `concurrency` caps how many run at once in the rule's count for that value (from
+their first attempt until they complete), `rate_per_s` with `burst` is a token bucket (GCRA: one
+theoretical arrival time, TAT) per rule and value on how fast they start.
 
 An invocation that may not start yet waits, durably, in a FIFO queue of the invocations that
-match the same rules; a slot freed, a rule loosened or the bucket's next token (a timer) lets
+match the same buckets; a slot freed, a rule loosened or the bucket's next token (a timer) lets
 the head go. Every decision uses the processor's clock, so the simulation replays it.
 
-Storage: rules (`RULE_PUT`/`RULE_DELETE`, the bucket in `RULE_TAT`) and entries, one per
-invocation a rule holds, running or queued (`LIMIT_PUT`/`LIMIT_DELETE`)."""
+Storage: rules (`RULE_PUT`/`RULE_DELETE`) and entries, one per invocation a rule holds, running or
+queued (`LIMIT_PUT`/`LIMIT_DELETE`). A rule stores one TAT (`RULE_TAT`): the latest of its
+buckets'. After a restart every bucket of the rule starts from it, so a restart never lets more
+start than the limit allows (a value idle before the crash may wait up to burst / rate once)."""
 
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ PATTERN_COMPONENTS_MAX = 3
 RULES_MAX = 10_000
 _COMPONENT = re.compile(r"[a-zA-Z0-9_.\-]+|\*")
 US_PER_S = 1_000_000
+TAT_PRUNE_MIN = 4096  # buckets kept before full ones are forgotten
 
 
 class RuleError(Exception):
@@ -62,7 +68,16 @@ def target_parts(t: Target) -> tuple[str, str, str | None]:
 
 
 def matches(parts: tuple[str, ...], target: tuple[str, str, str | None]) -> bool:
+    if len(parts) == PATTERN_COMPONENTS_MAX and target[2] is None:
+        return False  # a key pattern applies to keyed invocations only (Restate's level 2)
     return all(p == "*" or p == v for p, v in zip(parts, target, strict=False))
+
+
+Bucket = tuple[str, tuple[str | None, ...]]  # (rule pattern, the values it counts separately)
+
+
+def bucket_of(pattern: str, parts: tuple[str, ...], target: tuple[str, str, str | None]) -> Bucket:
+    return (pattern, target[: len(parts)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +141,27 @@ class Rule:
     def tolerance_us(self) -> int:
         return (max(1, self.burst or 1) - 1) * self.interval_us()
 
+    def tokens(self, tat_us: int, now_us: int) -> float:
+        """Starts a bucket at `tat_us` allows right now (fractional: refilling), 0 to burst."""
+        burst = max(1, self.burst or 1)
+        left = (now_us + self.tolerance_us() - tat_us) / self.interval_us() + 1
+        return min(float(burst), max(0.0, left))
+
 
 @dataclass(slots=True)
 class LimitEntry:
     seq: int
     running: bool
     target: tuple[str, str, str | None]
-    rules: tuple[str, ...]  # the enabled rules it matched when it arrived or rules last changed
+    buckets: tuple[Bucket, ...]  # of the enabled rules it matched when it arrived or rules last changed
+
+
+@dataclass(slots=True)
+class RuleStats:
+    """Since the processor started: invocations a rule let start, and those that had to wait first."""
+
+    admitted: int = 0
+    delayed: int = 0
 
 
 class Limits:
@@ -140,12 +169,16 @@ class Limits:
 
     def __init__(self) -> None:
         self.rules: dict[str, Rule] = {}
-        self.tat_us: dict[str, int] = {}  # rule -> theoretical arrival time of the next start
+        self.tat_us: dict[Bucket, int] = {}  # theoretical arrival time of the bucket's next start
+        self.floor_tat_us: dict[str, int] = {}  # the TAT stored at recovery: where unseen buckets start
+        self.stored_tat_us: dict[str, int] = {}  # the TAT the rule stores: its buckets' latest
         self.entries: dict[bytes, LimitEntry] = {}
-        self.running: dict[str, int] = {}
-        self.queues: dict[tuple[str, ...], deque[bytes]] = {}
+        self.running: dict[Bucket, int] = {}
+        self.queues: dict[tuple[Bucket, ...], deque[bytes]] = {}
+        self.stats: dict[str, RuleStats] = {}
         self.seq = 0
         self._enabled: list[tuple[str, tuple[str, ...]]] = []
+        self._prune_at = TAT_PRUNE_MIN
 
     # ------------------------------------------------------------------ loading
 
@@ -154,7 +187,7 @@ class Limits:
     ) -> None:
         for pattern, data, tat in rules:
             self.rules[pattern] = Rule.decode(pattern, data)
-            self.tat_us[pattern] = tat
+            self.floor_tat_us[pattern] = self.stored_tat_us[pattern] = tat
         self._reindex()
         for raw, seq, running, service, handler, key in sorted(entries, key=lambda e: e[1]):
             target = (service, handler, key)
@@ -165,8 +198,8 @@ class Limits:
     def _reindex(self) -> None:
         self._enabled = [(p, r.parts) for p, r in sorted(self.rules.items()) if not r.disabled and _limits(r)]
 
-    def _matching(self, target: tuple[str, str, str | None]) -> tuple[str, ...]:
-        return tuple(p for p, parts in self._enabled if matches(parts, target))
+    def _matching(self, target: tuple[str, str, str | None]) -> tuple[Bucket, ...]:
+        return tuple(bucket_of(p, parts, target) for p, parts in self._enabled if matches(parts, target))
 
     def _recount(self) -> None:
         """Counts and queues from the entries (after loading or a rule change)."""
@@ -174,10 +207,10 @@ class Limits:
         self.queues = {}
         for raw, e in sorted(self.entries.items(), key=lambda kv: kv[1].seq):
             if e.running:
-                for p in e.rules:
-                    self.running[p] = self.running.get(p, 0) + 1
+                for b in e.buckets:
+                    self.running[b] = self.running.get(b, 0) + 1
             else:
-                self.queues.setdefault(e.rules, deque()).append(raw)
+                self.queues.setdefault(e.buckets, deque()).append(raw)
 
     # ------------------------------------------------------------------ admission
 
@@ -187,49 +220,73 @@ class Limits:
         if not self._enabled:
             return None
         target = target_parts(t)
-        rules = self._matching(target)
-        if not rules:
+        buckets = self._matching(target)
+        if not buckets:
             return None
         self.seq += 1
-        entry = LimitEntry(self.seq, False, target, rules)
+        entry = LimitEntry(self.seq, False, target, buckets)
         self.entries[raw] = entry
-        queue = self.queues.get(rules)
-        if not queue and self._take(rules, now_ms, batch):
+        queue = self.queues.get(buckets)
+        if not queue and self._take(buckets, now_ms, batch):
             entry.running = True
         else:
-            self.queues.setdefault(rules, deque()).append(raw)
+            self.queues.setdefault(buckets, deque()).append(raw)
+            for p, _ in buckets:
+                self._stats(p).delayed += 1
         batch.op(Op.LIMIT_PUT, raw, entry.seq, int(entry.running), *target)
         return entry.running
 
-    def _blocked_until(self, rules: tuple[str, ...], now_ms: int) -> int | None:
-        """None when every rule lets one more start at `now_ms`; else when to try again (ms),
+    def _tat(self, b: Bucket) -> int:
+        tat = self.tat_us.get(b)
+        return self.floor_tat_us.get(b[0], 0) if tat is None else tat
+
+    def _blocked_until(self, buckets: tuple[Bucket, ...], now_ms: int) -> int | None:
+        """None when every bucket lets one more start at `now_ms`; else when to try again (ms),
         or -1 when only a completion can free it."""
         now_us = now_ms * 1000
         wait_us = 0
-        for p in rules:
-            r = self.rules[p]
-            if r.concurrency is not None and self.running.get(p, 0) >= r.concurrency:
+        for b in buckets:
+            r = self.rules[b[0]]
+            if r.concurrency is not None and self.running.get(b, 0) >= r.concurrency:
                 return -1
             if r.rate_per_s is not None:
-                allowed_at = self.tat_us.get(p, 0) - r.tolerance_us()
+                allowed_at = self._tat(b) - r.tolerance_us()
                 wait_us = max(wait_us, allowed_at - now_us)
         if wait_us > 0:
             return (now_us + wait_us + 999) // 1000
         return None
 
-    def _take(self, rules: tuple[str, ...], now_ms: int, batch: WriteBatch) -> bool:
-        if self._blocked_until(rules, now_ms) is not None:
+    def _take(self, buckets: tuple[Bucket, ...], now_ms: int, batch: WriteBatch) -> bool:
+        if self._blocked_until(buckets, now_ms) is not None:
             return False
         now_us = now_ms * 1000
-        for p in rules:
+        for b in buckets:
+            p = b[0]
             r = self.rules[p]
+            self._stats(p).admitted += 1
             if r.concurrency is not None:
-                self.running[p] = self.running.get(p, 0) + 1
+                self.running[b] = self.running.get(b, 0) + 1
             if r.rate_per_s is not None:
-                tat = max(self.tat_us.get(p, 0), now_us) + r.interval_us()
-                self.tat_us[p] = tat
-                batch.op(Op.RULE_TAT, p, tat)
+                tat = max(self._tat(b), now_us) + r.interval_us()
+                self.tat_us[b] = tat
+                if tat > self.stored_tat_us.get(p, 0):
+                    self.stored_tat_us[p] = tat
+                    batch.op(Op.RULE_TAT, p, tat)
+        if len(self.tat_us) > self._prune_at:
+            self._prune(now_us)
         return True
+
+    def _prune(self, now_us: int) -> None:
+        """Forget buckets that are full again (TAT passed): memory stays bounded by the values
+        active within burst / rate, however many keys a per-key rule has seen."""
+        self.tat_us = {b: tat for b, tat in self.tat_us.items() if tat > now_us}
+        self._prune_at = max(TAT_PRUNE_MIN, 2 * len(self.tat_us))
+
+    def _stats(self, pattern: str) -> RuleStats:
+        stats = self.stats.get(pattern)
+        if stats is None:
+            stats = self.stats[pattern] = RuleStats()
+        return stats
 
     def release(self, raw: bytes, batch: WriteBatch) -> bool:
         """The invocation completed (or left its queue): True when it held or waited for a slot."""
@@ -238,15 +295,19 @@ class Limits:
             return False
         batch.op(Op.LIMIT_DELETE, raw)
         if entry.running:
-            for p in entry.rules:
-                if p in self.running:
-                    self.running[p] -= 1
+            for b in entry.buckets:
+                count = self.running.get(b)
+                if count is not None:
+                    if count > 1:
+                        self.running[b] = count - 1
+                    else:
+                        del self.running[b]
         else:
-            queue = self.queues.get(entry.rules)
+            queue = self.queues.get(entry.buckets)
             if queue is not None and raw in queue:
                 queue.remove(raw)
                 if not queue:
-                    del self.queues[entry.rules]
+                    del self.queues[entry.buckets]
         return True
 
     def ready(self, now_ms: int, batch: WriteBatch) -> tuple[list[bytes], int | None]:
@@ -254,48 +315,63 @@ class Limits:
         earliest time a rate rule lets the next one go (None: no rate wait)."""
         started: list[bytes] = []
         wake_ms: int | None = None
-        for rules in list(self.queues):
-            queue = self.queues[rules]
+        for buckets in list(self.queues):
+            queue = self.queues[buckets]
             while queue:
-                blocked = self._blocked_until(rules, now_ms)
+                blocked = self._blocked_until(buckets, now_ms)
                 if blocked is not None:
                     if blocked >= 0:
                         wake_ms = blocked if wake_ms is None else min(wake_ms, blocked)
                     break
-                self._take(rules, now_ms, batch)
+                self._take(buckets, now_ms, batch)
                 raw = queue.popleft()
                 entry = self.entries[raw]
                 entry.running = True
                 batch.op(Op.LIMIT_PUT, raw, entry.seq, 1, *entry.target)
                 started.append(raw)
             if not queue:
-                del self.queues[rules]
+                del self.queues[buckets]
         return started, wake_ms
 
-    def next_wake_ms(self, rules: tuple[str, ...], now_ms: int) -> int | None:
-        blocked = self._blocked_until(rules, now_ms)
-        return blocked if blocked is not None and blocked >= 0 else None
-
-    def usage(self) -> list[dict[str, Any]]:
-        """One row per enabled rule: running, queued and the next start the bucket allows."""
-        queued: dict[str, int] = {}
-        for rules, queue in self.queues.items():
-            for p in rules:
-                queued[p] = queued.get(p, 0) + len(queue)
+    def usage(self, now_ms: int) -> list[dict[str, Any]]:
+        """One row per enabled rule, over all the values it counts: running, waiting, how many
+        values it counts now (`buckets`), the fewest tokens any of its buckets has (rate rules),
+        and the admitted and delayed counts since the processor started."""
+        running: dict[str, int] = {}
+        waiting: dict[str, int] = {}
+        values: dict[str, set[tuple[str | None, ...]]] = {}
+        for b, n in self.running.items():
+            running[b[0]] = running.get(b[0], 0) + n
+            values.setdefault(b[0], set()).add(b[1])
+        for buckets, queue in self.queues.items():
+            for b in buckets:
+                waiting[b[0]] = waiting.get(b[0], 0) + len(queue)
+                values.setdefault(b[0], set()).add(b[1])
+        tokens: dict[str, float] = {}
+        for b in self.tat_us:
+            r = self.rules.get(b[0])
+            if r is not None and r.rate_per_s is not None:
+                left = r.tokens(self._tat(b), now_ms * 1000)
+                tokens[b[0]] = min(tokens.get(b[0], left), left)
+                if left < (r.burst or 1):
+                    values.setdefault(b[0], set()).add(b[1])
         rows = []
         for p, _ in self._enabled:
             r = self.rules[p]
+            stats = self.stats.get(p, RuleStats())
+            full = None if r.rate_per_s is None else r.tokens(self.floor_tat_us.get(p, 0), now_ms * 1000)
             rows.append(
                 {
                     "pattern": p,
                     "concurrency": r.concurrency,
-                    "running": self.running.get(p, 0),
-                    "waiting": queued.get(p, 0),
+                    "running": running.get(p, 0),
+                    "waiting": waiting.get(p, 0),
+                    "buckets": len(values.get(p, ())),
                     "rate_per_s": r.rate_per_s,
-                    "burst": r.burst or 1 if r.rate_per_s is not None else None,
-                    "next_start_at_ms": (self.tat_us.get(p, 0) - r.tolerance_us()) // 1000
-                    if r.rate_per_s is not None
-                    else None,
+                    "burst": (r.burst or 1) if r.rate_per_s is not None else None,
+                    "tokens": tokens.get(p, full),
+                    "admitted": stats.admitted,
+                    "delayed": stats.delayed,
                 }
             )
         return rows
@@ -321,24 +397,38 @@ class Limits:
         for c in changes:
             if c.delete:
                 if self.rules.pop(c.pattern, None) is not None:
-                    self.tat_us.pop(c.pattern, None)
+                    self._forget_buckets(c.pattern)
                     batch.op(Op.RULE_DELETE, c.pattern)
                     out.append(c.pattern)
                 continue
             rule = self._upserted(c, book_version, now_ms)
             self.rules[c.pattern] = rule
             batch.op(Op.RULE_PUT, c.pattern, rule.encode())
-            if rule.rate_per_s is not None and c.pattern in self.tat_us:
-                # A new rate applies from now: a start the old (slower) rate put far ahead comes in.
-                tat = min(self.tat_us[c.pattern], now_ms * 1000 + rule.interval_us())
-                self.tat_us[c.pattern] = tat
-                batch.op(Op.RULE_TAT, c.pattern, tat)
+            if rule.rate_per_s is not None and c.pattern in self.stored_tat_us:
+                self._rate_from_now(rule, now_ms, batch)
             out.append(rule)
         self._reindex()
         for e in self.entries.values():
-            e.rules = self._matching(e.target)
+            e.buckets = self._matching(e.target)
         self._recount()
         return out
+
+    def _forget_buckets(self, pattern: str) -> None:
+        self.floor_tat_us.pop(pattern, None)
+        self.stored_tat_us.pop(pattern, None)
+        self.tat_us = {b: tat for b, tat in self.tat_us.items() if b[0] != pattern}
+
+    def _rate_from_now(self, rule: Rule, now_ms: int, batch: WriteBatch) -> None:
+        """A new rate applies from now: a start the old (slower) rate put far ahead comes in."""
+        cap = now_ms * 1000 + rule.interval_us()
+        for b, tat in self.tat_us.items():
+            if b[0] == rule.pattern and tat > cap:
+                self.tat_us[b] = cap
+        if rule.pattern in self.floor_tat_us:
+            self.floor_tat_us[rule.pattern] = min(self.floor_tat_us[rule.pattern], cap)
+        stored = min(self.stored_tat_us[rule.pattern], cap)
+        self.stored_tat_us[rule.pattern] = stored
+        batch.op(Op.RULE_TAT, rule.pattern, stored)
 
     def _upserted(self, c: RuleChange, book_version: int, now_ms: int) -> Rule:
         current = self.rules.get(c.pattern)

@@ -13,7 +13,7 @@ dict lookup and a locked add. prometheus_client is imported when metrics are ena
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -179,7 +179,53 @@ class Metrics:
             self._child(self._oldest_pending, service).set(0)
         self._backlog_services |= seen
 
+    def limits_from(self, usage: Callable[[], list[dict[str, Any]]]) -> None:
+        """Serve the concurrency and rate rules' state, read from `usage` at scrape time
+        (`Limits.usage` rows: running, waiting, buckets, tokens, admitted, delayed)."""
+        self.registry.register(_RuleCollector(self._node, usage))
+
     def exposition(self) -> bytes:
         from prometheus_client import generate_latest
 
         return bytes(generate_latest(self.registry))
+
+
+class _RuleCollector:
+    """Per-rule series of the rule book, built at each scrape (the processor's in-memory counts).
+    `admitted` and `delayed` count since the processor started (a restart resets them, as a
+    Prometheus counter may)."""
+
+    _GAUGES = (
+        ("running", "perdure_limit_running", "Invocations a rule counts as running, over all its values"),
+        ("waiting", "perdure_limit_waiting", "Invocations queued (status ready) behind a rule"),
+        ("buckets", "perdure_limit_buckets", "Values (service, handler or key) a rule counts now"),
+        ("tokens", "perdure_limit_tokens", "Starts a rate rule allows now (its emptiest bucket)"),
+    )
+    _COUNTERS = (
+        ("admitted", "perdure_limit_admitted", "Invocations a rule let start, at once or after waiting"),
+        ("delayed", "perdure_limit_delayed", "Invocations that had to wait for a rule before starting"),
+    )
+
+    def __init__(self, node: tuple[str, str], usage: Callable[[], list[dict[str, Any]]]) -> None:
+        self._node = list(node)
+        self._usage = usage
+
+    def describe(self) -> list[Any]:
+        return []  # series appear with the first rule
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        labels = ["cluster_name", "node_name", "rule"]
+        rows = self._usage()
+        for field, name, doc in self._GAUGES:
+            gauge = GaugeMetricFamily(name, doc, labels=labels)
+            for row in rows:
+                if row[field] is not None:
+                    gauge.add_metric([*self._node, row["pattern"]], float(row[field]))
+            yield gauge
+        for field, name, doc in self._COUNTERS:
+            counter = CounterMetricFamily(name, doc, labels=labels)
+            for row in rows:
+                counter.add_metric([*self._node, row["pattern"]], float(row[field]))
+            yield counter

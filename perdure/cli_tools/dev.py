@@ -6,7 +6,10 @@ With `--reload` (the default), a change to a `.py` file under the watched
 directory starts the app again in a new process on a new port and registers it
 as a new deployment: new invocations go to it, while invocations already
 running stay pinned to the old deployment, whose process keeps serving them
-(the last `RELOAD_GENERATIONS_MAX` generations are kept)."""
+(the last `RELOAD_GENERATIONS_MAX` generations are kept). The server stays up
+throughout, and a warm spare app process (interpreter started, hypercorn and the
+SDKs imported: `dev_app --standby`) waits for the next change, so a reload costs
+the import of the user's module, the discovery and the registration."""
 
 from __future__ import annotations
 
@@ -16,14 +19,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import typer
 
+from perdure.cli_tools.dev_app import STALE_EXIT
+
 READY_TIMEOUT_S = 20.0
-RELOAD_POLL_S = 0.2  # how often the watched files' modification times are read
+RELOAD_POLL_S = 0.1  # how often the watched files' modification times are read
+READY_POLL_S = 0.02
 RELOAD_GENERATIONS_MAX = 5  # app processes kept alive for invocations pinned to older deployments
 SKIPPED_DIRS = frozenset(("node_modules", "__pycache__", "venv"))
 
@@ -38,7 +43,7 @@ def _ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = READY_TIM
             httpx.get(url, timeout=0.5)
             return None
         except httpx.HTTPError:
-            time.sleep(0.05)
+            time.sleep(READY_POLL_S)
     return f"did not answer at {url} within {timeout_s:.0f}s"
 
 
@@ -121,11 +126,10 @@ def dev(
     ]  # fmt: skip
     admin_url = f"http://{admin_address}"
 
-    def start_app(port: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", app_ref])
-
+    app_cmd = [sys.executable, "-m", "perdure.cli_tools.dev_app", app_ref]
+    apps_at = _AppStarter(app_cmd, watch)
     server = subprocess.Popen(server_cmd)
-    apps = [start_app(service_port)]
+    apps = [apps_at.cold(service_port)]
     stopping = False
 
     def stop(*_: object) -> None:
@@ -144,6 +148,8 @@ def dev(
             raise typer.Exit(code=_fail(str(exc))) from None
         typer.echo(f"perdure dev: {line}; ingress http://{ingress_address}, UI {admin_url}/ui/")
         seen = _snapshot(watch, data_dir.resolve()) if reload else {}
+        if reload:
+            apps_at.prepare_spare()
         while not stopping and server.poll() is None:
             time.sleep(RELOAD_POLL_S)
             if not reload:
@@ -154,30 +160,75 @@ def dev(
             if now == seen:
                 continue
             seen = now
-            _reload(apps, start_app, admin_url)
+            _reload(apps, apps_at, admin_url)
     finally:
+        apps_at.close()
         _stop([*apps, server])
 
 
-def _reload(
-    apps: list[subprocess.Popen[bytes]], start_app: Callable[[int], subprocess.Popen[bytes]], admin_url: str
-) -> None:
+class _AppStarter:
+    """Starts app processes: cold, or by handing a port to the warm spare."""
+
+    def __init__(self, cmd: list[str], watch: Path) -> None:
+        self._cmd = cmd
+        self._watch = watch
+        self._spare: subprocess.Popen[bytes] | None = None
+
+    def cold(self, port: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([*self._cmd, "--port", str(port)])
+
+    def prepare_spare(self) -> None:
+        self._spare = subprocess.Popen(
+            [*self._cmd, "--standby", "--watch", str(self._watch)], stdin=subprocess.PIPE
+        )
+
+    def start(self, port: int) -> tuple[subprocess.Popen[bytes], str]:
+        """The app on `port`, and how it started ("spare" or "cold")."""
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.poll() is None and spare.stdin is not None:
+            try:
+                spare.stdin.write(f"{port}\n".encode())
+                spare.stdin.close()
+                return spare, "spare"
+            except BrokenPipeError:
+                pass
+        return self.cold(port), "cold"
+
+    def close(self) -> None:
+        if self._spare is not None:
+            _stop([self._spare])
+            self._spare = None
+
+
+def _reload(apps: list[subprocess.Popen[bytes]], starter: _AppStarter, admin_url: str) -> None:
     """Start the changed app as a new generation and register it; keep the old ones serving."""
-    port = _free_port()
-    proc = start_app(port)
-    url = f"http://127.0.0.1:{port}"
-    problem = _ready(f"{url}/discover", proc)
-    if problem is not None:
-        _stop([proc])
-        _fail(f"reload failed: the changed app {problem}; the previous deployment stays")
-        return
+    t_seen = time.monotonic()
     try:
-        line = _register(admin_url, url)
-    except RuntimeError as exc:
-        _stop([proc])
-        _fail(f"reload failed: {exc}; the previous deployment stays")
-        return
-    apps.append(proc)
-    while len(apps) > RELOAD_GENERATIONS_MAX:
-        _stop([apps.pop(0)])
-    typer.echo(f"perdure dev: reloaded: {line}")
+        port = _free_port()
+        proc, how = starter.start(port)
+        url = f"http://127.0.0.1:{port}"
+        problem = _ready(f"{url}/discover", proc)
+        if problem is not None and how == "spare" and proc.returncode == STALE_EXIT:
+            proc, how = starter.cold(port), "cold"  # the spare had imported a file that changed
+            problem = _ready(f"{url}/discover", proc)
+        if problem is not None:
+            _stop([proc])
+            _fail(f"reload failed: the changed app {problem}; the previous deployment stays")
+            return
+        t_ready = time.monotonic()
+        try:
+            line = _register(admin_url, url)
+        except RuntimeError as exc:
+            _stop([proc])
+            _fail(f"reload failed: {exc}; the previous deployment stays")
+            return
+        t_done = time.monotonic()
+        apps.append(proc)
+        while len(apps) > RELOAD_GENERATIONS_MAX:
+            _stop([apps.pop(0)])
+        typer.echo(
+            f"perdure dev: reloaded in {t_done - t_seen:.2f}s (app {how} {t_ready - t_seen:.2f}s,"
+            f" registration {t_done - t_ready:.2f}s): {line}"
+        )
+    finally:
+        starter.prepare_spare()

@@ -2,20 +2,54 @@
 
 A deployment URI `http://<name>.asgi/` names an app registered with `AsgiEndpoints.add`; each
 request runs the app as a task of the harness's task group with a full-duplex body (what the
-service protocol's bidi mode needs), with `http_version` "2" so SDKs pick bidi streaming."""
+service protocol's bidi mode needs), with `http_version` "2" so SDKs pick bidi streaming.
+
+SDKs compute a sleep's wake-up time (and a delayed send's invoke time) from their own wall
+clock, while the harness clock runs ahead by the time a test advanced it. With `clock_offset_ms`,
+those absolute times in what a service sends are moved onto the harness clock as they pass (the
+journal records them there), so a sleep after an `advance` still lasts what the code says."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from perdure.protocol.codec import MessageType, decode
+from perdure.protocol.framing import Frame, FrameDecoder
 from perdure.server.invoker.h2client import H2Error
 
 ASGIApp = Any  # an ASGI 3 application (the official SDK's `restate.app(...)` or `perdure.app(...)`)
 HOST_SUFFIX = ".asgi"
 _DISCONNECT = b"\x00disconnect"  # queued by reset: the app's next receive() is a disconnect
+_TIMED = {MessageType.SLEEP: "wake_up_time", MessageType.ONE_WAY_CALL: "invoke_time"}
+
+
+class ClockShift:
+    """Moves the absolute times of the commands a service streams onto the harness clock."""
+
+    def __init__(self, offset_ms: Callable[[], int]) -> None:
+        self._offset_ms = offset_ms
+        self._decoder = FrameDecoder()
+
+    def __call__(self, data: bytes) -> bytes:
+        return b"".join(self._frame(f).encode() for f in self._decoder.feed(data))
+
+    def _frame(self, frame: Frame) -> Frame:
+        field = _TIMED.get(MessageType(frame.type)) if frame.type in _TIMED_TYPES else None
+        offset = self._offset_ms()
+        if field is None or offset == 0:
+            return frame
+        msg = decode(frame.type, frame.body)
+        if getattr(msg, field) == 0:  # a send without a delay
+            return frame
+        setattr(msg, field, getattr(msg, field) + offset)
+        return Frame(frame.type, frame.flags, msg.SerializeToString())
+
+
+_TIMED_TYPES = frozenset(int(t) for t in _TIMED)
 
 
 class EndpointError(H2Error):
@@ -25,7 +59,15 @@ class EndpointError(H2Error):
 class AsgiStream:
     """One request to an app: the same interface as the h2 client's streams."""
 
-    def __init__(self, app: ASGIApp, scope: dict[str, Any], tg: asyncio.TaskGroup, end_stream: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        scope: dict[str, Any],
+        tg: asyncio.TaskGroup,
+        end_stream: bool,
+        shift: ClockShift | None = None,
+    ) -> None:
+        self._shift = shift
         self._request: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._response: asyncio.Queue[bytes] = asyncio.Queue()
         self._start: asyncio.Future[tuple[int, list[tuple[str, str]]]] = (
@@ -72,6 +114,8 @@ class AsgiStream:
                 self._start.set_result((int(message["status"]), headers))
         elif message["type"] == "http.response.body":
             body = message.get("body", b"")
+            if body and self._shift is not None:
+                body = self._shift(bytes(body))
             if body:
                 self._response.put_nowait(bytes(body))
             if not message.get("more_body", False):
@@ -103,7 +147,8 @@ class AsgiStream:
 class AsgiEndpoints:
     """Apps by name; `request` opens a stream to the app a URL names."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock_offset_ms: Callable[[], int] | None = None) -> None:
+        self._clock_offset_ms = clock_offset_ms
         self._apps: dict[str, ASGIApp] = {}
         self._tg: asyncio.TaskGroup | None = None
 
@@ -138,7 +183,10 @@ class AsgiEndpoints:
             "server": (host, 80),
             "client": ("127.0.0.1", 0),
         }
-        return AsgiStream(app, scope, self._tg, end_stream)
+        shift = None
+        if self._clock_offset_ms is not None and parts.path.startswith("/invoke/"):
+            shift = ClockShift(self._clock_offset_ms)
+        return AsgiStream(app, scope, self._tg, end_stream, shift)
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):

@@ -93,7 +93,7 @@ class Harness:
         self.storage = SqliteStorage(self._data_dir)
         await self.storage.open()
         self.registry = await Registry.load(self.storage)
-        self.endpoints = AsgiEndpoints()
+        self.endpoints = AsgiEndpoints(clock_offset_ms=lambda: self.clock.offset_ms)
         box: list[Runtime] = []
         self.invoker = Invoker(
             self.registry,

@@ -33,6 +33,22 @@ async def test_a_thirty_day_sleep_ends_when_the_harness_clock_passes_it(app: obj
         assert "Command: Sleep" in entries and "Notification: Sleep" in entries
 
 
+@pytest.mark.parametrize("app", [official_app, perdure_app], ids=["official-sdk", "perdure-sdk"])
+async def test_a_sleep_started_after_an_advance_lasts_its_time_on_the_harness_clock(app: object) -> None:
+    """SDKs compute wake-up times from their wall clock; the harness moves them onto its own."""
+    async with Harness(app) as h:
+        first = await h.send("Onboarding/one/run", "One")
+        await h.wait_for_entry(first, "Command: Sleep")
+        await h.advance(WAIT + timedelta(seconds=1))
+        assert (await h.attach(first))["name"] == "One"
+        second = await h.send("Onboarding/two/run", "Two")
+        await h.wait_for_entry(second, "Command: Sleep")
+        await h.advance(timedelta(days=1))
+        assert not h.completed(second), "the second sleep ended at the SDK's wall-clock time"
+        await h.advance(WAIT)
+        assert (await h.attach(second))["name"] == "Two"
+
+
 async def test_the_fixture_calls_and_reports_errors(harness: Harness) -> None:
     with pytest.raises(HarnessError) as err:
         await harness.call("Nope/x")

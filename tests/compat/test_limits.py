@@ -130,12 +130,13 @@ def test_rules_api_answers_as_restate(server: Server) -> None:
     assert versioned.json()["message"].endswith("failed (actual version: None)")
 
 
+@pytest.mark.parametrize("pattern", ["Limited/step", "Limited/*"])  # `Svc/*`: a count per handler
 async def test_a_rule_of_concurrency_one_runs_concurrent_calls_one_at_a_time(
-    server: Server, ingress: Ingress, workspace: Workspace
+    server: Server, ingress: Ingress, workspace: Workspace, pattern: str
 ) -> None:
     if not server.kind.startswith("perdure"):
         pytest.skip("Restate 1.7.12 enforces rules only behind its experimental vqueues flag")
-    assert put_rules(server, [{"pattern": "Limited/step", "limits": {"concurrency": 1}}]).status_code == 200
+    assert put_rules(server, [{"pattern": pattern, "limits": {"concurrency": 1}}]).status_code == 200
     tag = new_tag()
     try:
         calls = [ingress.call("Limited/step", {"tag": tag, "n": n}) for n in range(STEPS)]
@@ -143,7 +144,7 @@ async def test_a_rule_of_concurrency_one_runs_concurrent_calls_one_at_a_time(
             results = await asyncio.gather(*calls)
         assert sorted(r.json() for r in results) == list(range(STEPS))
     finally:
-        delete_rules(server, ["Limited/step"])
+        delete_rules(server, [pattern])
     events = workspace.ledger.events(tag)
     assert len(events) == 2 * STEPS, events
     for enter, leave in zip(events[::2], events[1::2], strict=True):

@@ -33,9 +33,10 @@ def admin_body(status: int, message: str) -> bytes:
 class BearerAuth:
     """Passes a request on only if it carries the configured bearer token."""
 
-    def __init__(self, app: App, token: str, body: Body, what: str) -> None:
+    def __init__(self, app: App, token: str, body: Body, what: str, open_prefix: str | None = None) -> None:
         assert token, "an empty token would let everyone in"
         self._app = app
+        self._open_prefix = open_prefix
         self._expected = f"Bearer {token}".encode()
         self._body = body
         self._what = what
@@ -65,6 +66,8 @@ class BearerAuth:
         await send({"type": "http.response.body", "body": body})
 
     def _open(self, scope: Scope) -> bool:
+        if self._open_prefix is not None and _static(scope, self._open_prefix):
+            return True
         return scope["path"] in OPEN_PATHS or (
             scope["method"] == "OPTIONS"
             and any(k == b"access-control-request-method" for k, _ in scope["headers"])
@@ -78,6 +81,18 @@ class BearerAuth:
         return False
 
 
-def protect(app: App, token: str | None, body: Body, what: str) -> App:
-    """`app` behind a token check, or `app` itself when no token is configured."""
-    return app if not token else BearerAuth(app, token, body, what)
+def _static(scope: Scope, prefix: str) -> bool:
+    """A GET of the web UI's page or assets (not secret: the browser loads them before it can
+    send a token; the UI then asks for it and sends it on every API request)."""
+    path: str = scope["path"]
+    return (
+        scope["method"] in ("GET", "HEAD")
+        and (path == prefix or path.startswith(prefix + "/"))
+        and not path.startswith(prefix + "/api/")
+    )
+
+
+def protect(app: App, token: str | None, body: Body, what: str, open_prefix: str | None = None) -> App:
+    """`app` behind a token check, or `app` itself when no token is configured. GETs under
+    `open_prefix` (the web UI's assets, not its `/api/`) pass without a token."""
+    return app if not token else BearerAuth(app, token, body, what, open_prefix)

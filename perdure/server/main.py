@@ -299,7 +299,7 @@ async def serve(settings: Settings) -> None:
         signer=signer,
         schedules=declarations,
     )
-    admin_app = protect(admin, settings.admin_token, admin_body, "admin API")
+    admin_app = protect(admin, settings.admin_token, admin_body, "admin API", open_prefix="/ui")
     ingress_server = _http_server(ingress_app, ihost, iport, ingress_tls, IngressHttpProtocol)
     admin_server = _http_server(admin_app, ahost, aport, admin_tls)
     stop = asyncio.Event()

@@ -26,6 +26,7 @@ from perdure.server.auth import App
 ASSETS_PACKAGE = "perdure.server.admin"
 ASSETS_DIR = "ui_assets"
 INGRESS_PREFIX = "/ui/api/ingress"
+INGRESS_AUTH_HEADER = b"x-perdure-ingress-authorization"  # the invoke form's ingress token
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
 
 
@@ -66,7 +67,12 @@ class _IngressDoor:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"][len(INGRESS_PREFIX) :] or "/"
-        inner = dict(scope, path=path, raw_path=path.encode(), root_path="")
+        headers = scope["headers"]
+        ingress_auth = next((v for k, v in headers if k == INGRESS_AUTH_HEADER), None)
+        if ingress_auth is not None:  # the ingress's own token, when it differs from the admin's
+            headers = [(k, v) for k, v in headers if k not in (b"authorization", INGRESS_AUTH_HEADER)]
+            headers.append((b"authorization", ingress_auth))
+        inner = dict(scope, path=path, raw_path=path.encode(), root_path="", headers=headers)
         await self._ingress(inner, receive, send)
 
 

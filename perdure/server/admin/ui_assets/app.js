@@ -1,5 +1,5 @@
 // The Perdure UI's router: Restate UI's routes under /ui/, rendered by one page module each.
-import { clear, errorBox, get, h } from "./lib.js";
+import { clear, errorBox, get, h, onUnauthorized, setTokens } from "./lib.js";
 
 const ROUTES = [
   [/^\/ui\/?$/, "overview", () => import("./overview.js")],
@@ -37,13 +37,37 @@ async function render() {
       if (mine !== seq) { out?.dispose?.(); return; }
       dispose = out?.dispose || null;
     } catch (e) {
-      if (mine === seq) clear(app, errorBox(e));
-      console.error(e);
+      if (mine === seq && e.status !== 401) clear(app, errorBox(e));
+      if (e.status !== 401) console.error(e);
     }
     return;
   }
   clear(app, h("h2", {}, "Not found"), h("p", {}, `No UI page at ${path}.`));
 }
+
+// The server has an admin token and this browser has none (or a wrong one): a sign-in dialog
+// over the page (pages may still write their own errors below it); signing in renders again.
+function login(error) {
+  const shown = document.getElementById("login");
+  if (shown) { shown.querySelector(".login-reason").textContent = error.message; return; }
+  const admin = h("input", { type: "password", id: "admin-token", autocomplete: "current-password", required: true });
+  const ingress = h("input", { type: "password", id: "ingress-token", autocomplete: "off" });
+  const form = h("form", { class: "login", id: "login" },
+    h("h2", {}, "Sign in"),
+    h("p", { class: "muted login-reason" }, error.message),
+    h("label", {}, "Admin token ", admin),
+    h("label", {}, "Ingress token (if different, for the invoke form) ", ingress),
+    h("button", { type: "submit" }, "Sign in"));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    setTokens(admin.value.trim(), ingress.value.trim());
+    form.remove();
+    render();
+  });
+  document.body.append(form);
+  admin.focus();
+}
+onUnauthorized(login);
 
 export function navigate(url, replace = false) {
   if (replace) history.replaceState(null, "", url);

@@ -50,14 +50,43 @@ async function failure(resp) {
   }
 }
 
+// With an admin token set on the server, the UI asks for it once (app.js, on a 401) and keeps it
+// in this browser's localStorage; every admin API request carries it as a bearer token. The
+// invoke form's calls also carry the ingress token (the same one unless another is given).
+const ADMIN_TOKEN_KEY = "perdure.adminToken";
+const INGRESS_TOKEN_KEY = "perdure.ingressToken";
+
+export function setTokens(admin, ingress) {
+  if (admin) localStorage.setItem(ADMIN_TOKEN_KEY, admin); else localStorage.removeItem(ADMIN_TOKEN_KEY);
+  if (ingress) localStorage.setItem(INGRESS_TOKEN_KEY, ingress); else localStorage.removeItem(INGRESS_TOKEN_KEY);
+}
+
+export function authHeaders() {
+  const token = localStorage.getItem(ADMIN_TOKEN_KEY);
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
+export function ingressAuthHeaders() {
+  const token = localStorage.getItem(INGRESS_TOKEN_KEY) || localStorage.getItem(ADMIN_TOKEN_KEY);
+  return token ? { ...authHeaders(), "x-perdure-ingress-authorization": `Bearer ${token}` } : {};
+}
+
+let unauthorized = null;
+// app.js shows the sign-in form when any API request is refused for want of the token.
+export function onUnauthorized(fn) { unauthorized = fn; }
+
 export async function api(method, path, body, headers) {
-  const init = { method, headers: { accept: "application/json", ...(headers || {}) } };
+  const init = { method, headers: { accept: "application/json", ...authHeaders(), ...(headers || {}) } };
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = typeof body === "string" ? body : JSON.stringify(body);
   }
   const resp = await fetch(path, init);
-  if (!resp.ok) throw await failure(resp);
+  if (!resp.ok) {
+    const error = await failure(resp);
+    if (resp.status === 401 && unauthorized) unauthorized(error);
+    throw error;
+  }
   const text = await resp.text();
   return text ? JSON.parse(text) : null;
 }

@@ -1,6 +1,6 @@
 // Services: the list, and per service its options (editable), revisions, handlers and a form
 // that invokes a handler through the admin origin's door to the ingress.
-import { api, clear, errorBox, fmtTime, get, h, invLink, table, toast } from "./lib.js";
+import { api, clear, errorBox, fmtTime, get, h, ingressAuthHeaders, invLink, table, toast } from "./lib.js";
 
 const OPTIONS = [
   ["idempotency_retention", "Idempotency retention"],
@@ -107,7 +107,7 @@ function invokeForm(svc, query) {
     const path = [svc.name, ...(keyed ? [key.value] : []), handler.value].map(encodeURIComponent).join("/");
     const send = mode.value === "send";
     const url = `/ui/api/ingress/${path}${send ? "/send" : ""}${send && delay.value ? `?delay=${encodeURIComponent(delay.value)}` : ""}`;
-    const headers = {};
+    const headers = ingressAuthHeaders();
     if (body !== undefined) headers["content-type"] = "application/json";
     if (ik.value) headers["idempotency-key"] = ik.value;
     clear(out, h("p", { class: "muted" }, "Waiting…"));

@@ -165,7 +165,10 @@ async def test_a_rate_limit_paces_starts_and_holds_across_a_sigkill(
     limits = {"rate_per_s": RATE_PER_S, "burst": RATE_BURST}
     released = put_rules(server, [{"pattern": pattern, "limits": limits}])
     assert released.status_code == 200, released.text
-    await wait_until(lambda: len(workspace.ledger.events(tag)) >= RATE_SENDS // 3)
+    await wait_until(
+        lambda: len(workspace.ledger.events(tag)) >= RATE_SENDS // 3,
+        timeout_s=RATE_SENDS / 3 / RATE_PER_S * 4 + 60,  # PERDURE_RATE_* may ask for a long run
+    )
     server.kill()
     server.restart()
     await wait_until(

@@ -244,3 +244,22 @@ def test_a_one_way_send_from_the_ingress_stays_in_the_callers_trace(traced: Trac
     assert len(start) == 1
     assert ingress.trace_id == start[0].trace_id == end.trace_id == TRACE_ID
     assert ingress.parent == CALLER_SPAN and start[0].parent == ingress.span_id
+
+
+def test_a_service_to_service_call_puts_the_callees_spans_in_the_callers_trace(traced: Traced) -> None:
+    # Restate 1.7.12 gives the callee a start span under the caller's attempt span; Perdure puts the
+    # callee's attempt and end spans under the caller's start span (the processor, which creates
+    # the callee, does not know the attempt's span). Both keep the whole call in one trace.
+    resp = httpx.post(
+        f"{traced.server.ingress_url}/Traced/call_greeter", json="Bea", headers=traceparent(), timeout=60
+    )
+    assert resp.status_code == 200, resp.text
+    caller, callee = resp.headers["x-restate-id"], resp.json()
+    traced.receiver.wait("callee end span", spans_of(traced, callee, "invocation-end"))
+    traced.receiver.wait("callee attempt span", spans_of(traced, callee, "invocation-attempt"))
+    traced.receiver.wait("caller end span", spans_of(traced, caller, "invocation-end"))
+    callee_spans = by_name(traced, callee)
+    caller_attempt = by_name(traced, caller)["invocation-attempt Traced/call_greeter"]
+    for name in ("invocation-attempt Greeter/greet", "invocation-end Greeter/greet"):
+        assert [s.trace_id for s in callee_spans[name]] == [TRACE_ID], name
+    assert caller_attempt and caller_attempt[0].trace_id == TRACE_ID

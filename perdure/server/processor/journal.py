@@ -212,6 +212,9 @@ class JournalCommands(ProcessorCore):
             idempotency_retention_ms=svc.idempotency_retention_ms,
             workflow_retention_ms=svc.idempotency_retention_ms,
             journal_retention_ms=svc.journal_retention_ms,
+            # A call stays in the caller's trace: the callee's attempt and end spans are children
+            # of the caller's start span (the processor does not know the attempt's own span).
+            trace_parent=inv.trace_parent if caller is not None else None,
         )
         self._create(
             iid, req, invoked_by="service", caller=caller, by_id=inv.id_str, by_target=str(inv.target)

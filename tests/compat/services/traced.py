@@ -3,6 +3,7 @@ received, so a test can check the trace context reaches the service on every att
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -22,6 +23,15 @@ async def attempts(ctx: restate.Context, tag: str) -> int:
     if seen <= FAILING_ATTEMPTS:
         raise RuntimeError(f"attempt {seen} fails")
     return seen
+
+
+@traced.handler()
+async def call_greeter(ctx: restate.Context, name: str) -> str:
+    """Call `Greeter/greet` (tests.compat.services.core) and return the callee's invocation id."""
+    call = ctx.generic_call("Greeter", "greet", json.dumps(name).encode())
+    callee = await call.invocation_id()
+    await call
+    return callee
 
 
 app = restate.app([traced])

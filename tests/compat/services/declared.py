@@ -16,7 +16,7 @@ declared = perdure.Service("Declared")
 
 
 @declared.handler()
-@perdure.schedule(SCHEDULE, every="1s", body={"tag": TAG}, catch_up_max=10)
+@perdure.schedule(SCHEDULE, every="1s", body={"tag": TAG}, catch_up_max=60)
 async def tick(ctx: perdure.Context, req: dict[str, Any]) -> str:
     await ctx.run("tick", lambda: record(str(req["tag"]), "tick"))
     return "ticked"

@@ -71,7 +71,14 @@ def test_a_paused_owner_is_fenced_and_drops_the_partition(tmp_path: Path) -> Non
         rows = [tuple(int(x) for x in line.split("|")) for line in journal.splitlines()]
         assert [i for i, _ in rows] == list(range(len(rows)))
         assert rows[-1][1] > epoch  # the wake-up and the rest were written by the new owner
-        out = httpx.get(f"{n1.ingress_url}/restate/invocation/{inv}/output", timeout=30)
+        # After SIGCONT placement may hand the partition back to n0; while it moves, the ingress
+        # answers 503 "partition moved; try again" (retryable by design), so ask until it settles.
+        deadline = time.monotonic() + 30
+        while (
+            out := httpx.get(f"{n1.ingress_url}/restate/invocation/{inv}/output", timeout=30)
+        ).status_code == 503:
+            assert time.monotonic() < deadline, out.text
+            time.sleep(0.5)
         assert out.status_code == 200 and out.json() == "rested"
         log = (n0.data_dir.parent / f"{n0.data_dir.name}.log").read_text()
         assert "lost partitions" in log or "no longer this node's" in log

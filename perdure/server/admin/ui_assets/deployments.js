@@ -34,10 +34,12 @@ function registerForm(reload) {
       if (h11.checked) body.use_http_11 = true;
       if (hdrs.value.trim()) body.additional_headers = headersOf(hdrs.value);
       const res = await api("POST", "/deployments", body);
-      clear(out, h("div", { class: "ok" }, h("p", {}, dry.checked ? `Dry run: ${res.id} would register` : `Registered ${res.id}`),
-        h("ul", { id: "register-services" }, res.services.map((s) => h("li", {}, `${s.name} (${s.ty}) revision ${s.revision}`)))));
+      const result = () => h("div", { class: "ok" }, h("p", {}, dry.checked ? `Dry run: ${res.id} would register` : `Registered ${res.id}`),
+        h("ul", { id: "register-services" }, res.services.map((s) => h("li", {}, `${s.name} (${s.ty}) revision ${s.revision}`))));
       toast(dry.checked ? "Dry run passed" : "Deployment registered");
-      if (!dry.checked) reload();
+      // The page reloads (a fresh form) after a real registration: show the result in the new one.
+      if (!dry.checked) await reload();
+      clear(document.getElementById("register-result") || out, result());
     } catch (e) { clear(out, errorBox(e)); }
   });
   return form;

@@ -10,19 +10,15 @@ the SDK process tree's CPU time from /proc. Run `python -m bench.sdk_bench` from
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from bench.loadgen import warmed_load
 from bench.procstat import tree_cpu_s
 from tests.sdk.services.sdk import SDK_ENV, SDKS
 from tests.support import PythonService, RestateServer, register
-from tests.support.paths import REPO_ROOT
-
-LOAD_TIMEOUT_S = 600.0
 
 
 def measure(
@@ -39,20 +35,12 @@ def measure(
     )
     with service:
         register(server.admin_url, service.url)
-        argv = [sys.executable, "-m", "bench.load", "--port", str(server.ingress_port), "--n", str(args.n)]
-        argv += ["--concurrency", str(args.concurrency), "--warmup", str(args.warmup)]
-        with subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
+        with warmed_load(
+            server.ingress_port, n=args.n, concurrency=args.concurrency, warmup=args.warmup
         ) as load:
-            assert load.stdin is not None and load.stdout is not None
-            if load.stdout.readline().strip() != "ready":
-                raise RuntimeError("load generator did not warm up")
             cpu0 = tree_cpu_s(service.pid)
-            load.stdin.write("go\n")
-            load.stdin.flush()
-            summary = json.loads(load.stdout.readline())
+            summary = load.go()
             cpu_s = tree_cpu_s(service.pid) - cpu0
-            load.wait(timeout=LOAD_TIMEOUT_S)
     ok = max(1, int(summary["ok"]))
     return {
         "cpu_ms_per_inv": cpu_s * 1000 / ok,

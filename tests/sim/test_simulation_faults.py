@@ -20,6 +20,7 @@ from perdure.server.processor.effects import ArmTimer, StartAttempt
 from perdure.server.processor.model import COMPLETED, INVOKED, Invocation
 from perdure.server.processor.processor import KILLED, Processor
 from perdure.testing.simulation import SimConfig, SimulationFailure, run_seed
+from perdure.testing.simulation.runner import caught_by
 
 CONFIG = SimConfig(steps=200)
 SEEDS_MAX = 150
@@ -27,21 +28,7 @@ SEEDS_MAX = 150
 
 def caught(invariant: str) -> SimulationFailure:
     """The first seed whose run breaks `invariant`; it must replay identically."""
-    for seed in range(SEEDS_MAX):
-        try:
-            run_seed(seed, CONFIG)
-        except SimulationFailure as f:
-            if f.invariant != invariant:
-                continue
-            with pytest.raises(SimulationFailure) as again:
-                run_seed(seed, CONFIG)
-            assert (again.value.step, again.value.invariant, again.value.detail) == (
-                f.step,
-                f.invariant,
-                f.detail,
-            )
-            return f
-    raise AssertionError(f"no seed in 0..{SEEDS_MAX - 1} broke {invariant!r}")
+    return caught_by(invariant, range(SEEDS_MAX), lambda seed: run_seed(seed, CONFIG))
 
 
 def patch(monkeypatch: pytest.MonkeyPatch, name: str, make: Callable[[Any], Any]) -> None:

@@ -8,7 +8,7 @@ partition comes from the key's partition key, computed here because the hash
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from perdure.protocol.ids import partition_key_of
@@ -60,19 +60,24 @@ _EXTRA_SQL: dict[Op, str] = {
     Op.DEDUP_SET: "INSERT INTO dedup (producer, seq) VALUES ($1, $2) "
     "ON CONFLICT (producer) DO UPDATE SET seq = excluded.seq",
 }
+GLOBAL_OPS = frozenset(_EXTRA_SQL)  # not fenced by a key's partition (perdure_commit skips them)
 
 
-def anchor_partition(b: WriteBatch, bits: int) -> int | None:
-    """One partition whose lease row this batch's fence writes (`last_batch = seq`): the row an
-    unknown commit outcome is read back from. None when the batch writes only global tables."""
-    ids = itertools.chain(
+def batch_ids(b: WriteBatch) -> Iterator[bytes]:
+    """The invocation ids whose partitions the batch writes (records, journals, timers)."""
+    return itertools.chain(
         b.invocations,
         b.journal_delete,
         (e[0] for e in b.journal),
         (t.invocation for t in b.timers_delete),
         (t.invocation for t in b.timers_add),
     )
-    raw = next(ids, None)
+
+
+def anchor_partition(b: WriteBatch, bits: int) -> int | None:
+    """One partition whose lease row this batch's fence writes (`last_batch = seq`): the row an
+    unknown commit outcome is read back from. None when the batch writes only global tables."""
+    raw = next(batch_ids(b), None)
     if raw is not None:
         return int.from_bytes(raw[:2], "big") >> (16 - bits)
     for kind, args in b.ops:

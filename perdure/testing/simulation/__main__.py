@@ -1,6 +1,8 @@
 """Command line: `python -m perdure.testing.simulation --seeds 10000` runs
 seeds 0..9999 (or from --start) on --jobs processes; `--seed N --trace`
-replays one seed and prints the last steps before its failure."""
+replays one seed and prints the last steps before its failure. `--cluster`
+runs the simulation of several nodes with leases over one store (--nodes,
+--bits) instead of the single processor."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
-from perdure.testing.simulation.runner import run_seed
+from perdure.testing.simulation.cluster import ClusterConfig
+from perdure.testing.simulation.runner import run_cluster_seed, run_seed
 from perdure.testing.simulation.violation import SimulationFailure
 from perdure.testing.simulation.world import SimConfig
 
@@ -23,7 +26,10 @@ def _chunk(seeds: list[int], config: SimConfig) -> list[SimulationFailure]:
     failures = []
     for seed in seeds:
         try:
-            run_seed(seed, config)
+            if isinstance(config, ClusterConfig):
+                run_cluster_seed(seed, config)
+            else:
+                run_seed(seed, config)
         except SimulationFailure as f:
             failures.append(f.with_traceback(None))
     return failures
@@ -50,8 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help=f"processes (this machine has {os.cpu_count()})")
     ap.add_argument("--trace", action="store_true", help="print the trace of each failing seed")
     ap.add_argument("--keep-going", action="store_true", help="do not stop at the first failure")
+    ap.add_argument("--cluster", action="store_true", help="simulate several nodes over one store")
+    ap.add_argument("--nodes", type=int, default=ClusterConfig().nodes, help="cluster nodes (--cluster)")
+    ap.add_argument("--bits", type=int, default=ClusterConfig().bits, help="2**bits partitions (--cluster)")
     args = ap.parse_args(argv)
-    config = replace(SimConfig(), steps=args.steps)
+    config: SimConfig = replace(SimConfig(), steps=args.steps)
+    if args.cluster:
+        config = replace(ClusterConfig(), steps=args.steps, nodes=args.nodes, bits=args.bits)
     seeds = [args.seed] if args.seed is not None else list(range(args.start, args.start + args.seeds))
     done = failed = 0
     t0 = time.monotonic()

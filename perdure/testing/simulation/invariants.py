@@ -34,6 +34,7 @@ from perdure.server.processor.model import (
     PAUSED,
     SUSPENDED,
     Invocation,
+    Outcome,
     Target,
     decode_record,
 )
@@ -75,6 +76,7 @@ class Checker:
         self.acquired: dict[str, dict[str, None]] = {}
         self.acked_sends: dict[bytes, str] = {}
         self.replied: dict[bytes, Reply] = {}
+        self.completed: dict[bytes, Outcome | None] = {}  # first stored outcome of each completion
         self._decoded: dict[bytes, tuple[bytes, Invocation]] = {}
 
     def token_name(self, raw: bytes) -> str:
@@ -190,9 +192,11 @@ class Checker:
     def _check_lengths(self, batch: WriteBatch) -> None:
         for raw, rec in batch.invocations.items():
             if rec is None:
+                self.completed.pop(raw, None)  # purged
                 continue
             stored = self._stored(raw)
             assert stored is not None
+            self._check_completed_once(raw, stored)
             n = stored.journal_length
             j = self.w.storage.journal.get(raw, {})
             if len(j) != n or (j and max(j) != n - 1):
@@ -200,6 +204,23 @@ class Checker:
                     "journals are contiguous, each index written once",
                     f"{self.token_name(raw)}: record says {n} entries, storage has indices {sorted(j)}",
                 )
+
+    def _check_completed_once(self, raw: bytes, inv: Invocation) -> None:
+        """A completed invocation stays completed with the same outcome (it completes once)."""
+        first = self.completed.get(raw)
+        if inv.status == COMPLETED:
+            if first is None:
+                self.completed[raw] = inv.outcome
+            elif first != inv.outcome:
+                raise Violation(
+                    "every invocation completes exactly once",
+                    f"{self.token_name(raw)} completed with {first}, then again with {inv.outcome}",
+                )
+        elif first is not None:
+            raise Violation(
+                "every invocation completes exactly once",
+                f"{self.token_name(raw)} completed with {first}, then became {inv.status}",
+            )
 
     def _check_locks_and_inboxes(self) -> None:
         """Durable locks name running invocations, durable inbox rows inboxed ones:

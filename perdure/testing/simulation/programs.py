@@ -186,16 +186,19 @@ PROGRAMS: dict[tuple[str, str], Callable[[bytes], Program]] = {
 }
 
 GREET_STEPS_MAX = 5
+_STEP_WEIGHTS = {"run": 5, "sleep": 2, "add": 2, "get": 1, "sadd": 1, "greet": 1, "sgreet": 1, "signal": 1}
+GREET_STEPS = tuple(_STEP_WEIGHTS)
+# Steps that stay in the caller's partition (a plain callee lives beside its caller); the others
+# reach a keyed target, which on a cluster may be another node's partition.
+LOCAL_GREET_STEPS = ("run", "sleep", "greet", "sgreet")
 
 
-def greet_plan(rng: random.Random) -> str:
-    """A random Greeter plan of at most GREET_STEPS_MAX steps."""
+def greet_plan(rng: random.Random, kinds: tuple[str, ...] = GREET_STEPS) -> str:
+    """A random Greeter plan of at most GREET_STEPS_MAX steps, of the given kinds."""
     steps: list[str] = []
+    weights = [_STEP_WEIGHTS[k] for k in kinds]
     for _ in range(rng.randint(0, GREET_STEPS_MAX)):
-        kind = rng.choices(
-            ("run", "sleep", "add", "get", "sadd", "greet", "sgreet", "signal"),
-            weights=(5, 2, 2, 1, 1, 1, 1, 1),
-        )[0]
+        kind = rng.choices(kinds, weights=weights)[0]
         if kind == "sleep":
             steps.append(f"sleep:{rng.randint(1, 400)}")
         elif kind in ("add", "get"):

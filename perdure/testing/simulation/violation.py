@@ -16,13 +16,23 @@ class Violation(Exception):
 class SimulationFailure(Exception):
     """A violation with its seed and step: `run_seed(seed)` reproduces it."""
 
-    def __init__(self, seed: int, step: int, invariant: str, detail: str, trace: list[str]) -> None:
+    def __init__(
+        self, seed: int, step: int, invariant: str, detail: str, trace: list[str], cluster: bool = False
+    ) -> None:
         self.seed = seed
         self.step = step
         self.invariant = invariant
         self.detail = detail
         self.trace = trace
+        mode = " --cluster" if cluster else ""
         super().__init__(
             f"seed {seed}, step {step}: {invariant}: {detail}\n"
-            f"  replay: python -m perdure.testing.simulation --seed {seed} --trace"
+            f"  replay: python -m perdure.testing.simulation{mode} --seed {seed} --trace"
+        )
+        self.cluster = cluster
+
+    def __reduce__(self) -> tuple[type, tuple[int, int, str, str, list[str], bool]]:
+        return (
+            SimulationFailure,
+            (self.seed, self.step, self.invariant, self.detail, self.trace, self.cluster),
         )

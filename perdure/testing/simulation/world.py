@@ -98,7 +98,24 @@ def flow(handler: str, key: str) -> Target:
     return Target("Flow", handler, key, "workflow", "workflow" if handler == "run" else "shared")
 
 
+def fingerprint_of(st: MemoryStorage, step_no: int, now_ms: int) -> str:
+    """A digest of a store's durable state at a step and time."""
+    h = hashlib.sha256()
+    for part in (
+        sorted(st.invocations.items()),
+        sorted((raw, sorted(j.items())) for raw, j in st.journal.items()),
+        sorted((k, sorted(v.items())) for k, v in st.state.items()),
+        sorted(st.promises.items()),
+        step_no,
+        now_ms,
+    ):
+        h.update(repr(part).encode())
+    return h.hexdigest()
+
+
 class World:
+    greet_steps: tuple[str, ...] = pg.GREET_STEPS  # what a Greeter plan may do
+
     def __init__(self, seed: int, config: SimConfig | None = None, schema: SimSchema = SIM_SCHEMA) -> None:
         self.seed = seed
         self.config = config or SimConfig()
@@ -164,19 +181,7 @@ class World:
             self.submit(flow("signal", key), f"q{key}|".encode(), "send")
         for _ in range(self.config.quiesce_steps_max):
             self.step_no += 1
-            if self.queue:
-                self.run_batch(len(self.queue))
-                continue
-            a = next((a for a in self.attempts.values() if a.outbound), None)
-            if a is not None:
-                while a.outbound:
-                    self.deliver(a)
-                continue
-            a = next((a for a in self.attempts.values() if a.runnable()), None)
-            if a is not None:
-                self.sdk_step(a)
-                if a.waiting and not a.ended:
-                    self.suspend(a)
+            if self.work_step():
                 continue
             if not self.timers:
                 break
@@ -186,20 +191,28 @@ class World:
         self.trace.append(f"{self.step_no} quiescent at {self.now_ms - EPOCH_MS}ms")
         self.check.at_quiescence()
 
+    def work_step(self) -> bool:
+        """One step of the work left, without faults: a batch of everything queued, the
+        delivery of an attempt's messages or an SDK step; False when there is none."""
+        if self.queue:
+            self.run_batch(len(self.queue))
+            return True
+        a = next((a for a in self.attempts.values() if a.outbound), None)
+        if a is not None:
+            while a.outbound:
+                self.deliver(a)
+            return True
+        a = next((a for a in self.attempts.values() if a.runnable()), None)
+        if a is not None:
+            self.sdk_step(a)
+            if a.waiting and not a.ended:
+                self.suspend(a)
+            return True
+        return False
+
     def fingerprint(self) -> str:
         """A digest of everything durable: equal for two runs of one seed."""
-        st = self.storage
-        h = hashlib.sha256()
-        for part in (
-            sorted(st.invocations.items()),
-            sorted((raw, sorted(j.items())) for raw, j in st.journal.items()),
-            sorted((k, sorted(v.items())) for k, v in st.state.items()),
-            sorted(st.promises.items()),
-            self.step_no,
-            self.now_ms,
-        ):
-            h.update(repr(part).encode())
-        return h.hexdigest()
+        return fingerprint_of(self.storage, self.step_no, self.now_ms)
 
     # ------------------------------------------------------------------ clients and admin
 
@@ -208,7 +221,7 @@ class World:
         kind = rng.choices(("greet", "add", "get", "run", "signal"), weights=(4, 4, 1, 1, 1))[0]
         name = f"c{next(self._names)}"
         if kind == "greet":
-            target, plan = greeter(), pg.greet_plan(rng)
+            target, plan = greeter(), pg.greet_plan(rng, self.greet_steps)
         elif kind == "add":
             target, plan = counter("add", rng.choice(COUNTER_KEYS)), pg.counter_plan(rng)
         elif kind == "get":
@@ -230,17 +243,26 @@ class World:
         ikey: str | None = None,
         delay_ms: int | None = None,
     ) -> None:
+        node = self.entry(target, ikey)
+        if node is None:
+            return
         if ikey is not None:
             data = self.idempotent_inputs.setdefault((target.service, target.key, target.handler, ikey), data)
         execution_time_ms = self.now_ms + delay_ms if delay_ms is not None else None
         req = InvokeRequest(target, data, idempotency_key=ikey, execution_time_ms=execution_time_ms)
         token = next(self._tokens)
-        self.clients[token] = ClientRequest("invoke", mode, pg.token_of(data))
-        self.queue.append(Invoke(req, token, mode))
+        node.clients[token] = ClientRequest("invoke", mode, pg.token_of(data))
+        node.queue.append(Invoke(req, token, mode))
         self.trace.append(f"{self.step_no} submit {mode} {target} {data!r} ik={ikey} delay={delay_ms}")
 
+    def entry(self, target: Target, ikey: str | None) -> World | None:
+        """The processor a client's request reaches (None: no server answers)."""
+        return self
+
     def act_terminate(self) -> None:
-        raw = self.rng.choice(list(self.known))
+        self.terminate(self.rng.choice(list(self.known)))
+
+    def terminate(self, raw: bytes) -> None:
         mode = self.rng.choice(("kill", "cancel"))
         token = next(self._tokens)
         self.clients[token] = ClientRequest("terminate", mode, self.check.token_name(raw))
@@ -313,6 +335,13 @@ class World:
 
     def run_batch(self, n: int) -> None:
         """Apply `n` queued commands, commit their batch, release the effects."""
+        self.apply_queued(n)
+        batch, effects = self.processor.take()
+        if self.commit(batch):
+            self.processor.committed()
+            self.release(effects)
+
+    def apply_queued(self, n: int) -> None:
         for _ in range(n):
             cmd = self.queue.popleft()
             self.check.before_apply(cmd)
@@ -323,28 +352,31 @@ class World:
             except Exception as exc:
                 raise Violation("the processor accepts every command", f"{exc!r} applying {cmd!r}") from exc
         self.trace.append(f"{self.step_no} batch of {n}")
-        batch, effects = self.processor.take()
-        if self.commit(batch):
-            self.processor.committed()
-            self.release(effects)
 
     def commit(self, batch: WriteBatch) -> bool:
         """Commit a batch; an injected failure crashes the processor (False)."""
         if not batch:
             return True
-        self.check.before_commit(batch)
         try:
-            self.storage.commit_sync(batch)
+            self.write(batch)
         except StorageError as exc:
-            if not self.storage_fault_armed:
-                raise Violation("each journal index is written once", str(exc)) from None
-            self.storage_fault_armed = False
-            self.trace.append(f"{self.step_no} commit failed (injected)")
+            self.commit_failed(exc)
             self.crash()
             return False
         self.stats.batches += 1
         self.check.after_commit(batch)
         return True
+
+    def write(self, batch: WriteBatch) -> None:
+        self.check.before_commit(batch)
+        self.storage.commit_sync(batch)
+
+    def commit_failed(self, exc: StorageError) -> None:
+        """Only an injected fault may fail a commit."""
+        if not self.storage_fault_armed:
+            raise Violation("each journal index is written once", str(exc)) from None
+        self.storage_fault_armed = False
+        self.trace.append(f"{self.step_no} commit failed (injected)")
 
     def release(self, effects: list[Effect]) -> None:
         for e in effects:
@@ -382,11 +414,14 @@ class World:
     def act_timer(self) -> None:
         """Jump the clock to the earliest armed timer and fire every due timer."""
         self.now_ms = max(self.now_ms, min(self.timers).wake_at_ms)
+        self.fire_due()
+        self.trace.append(f"{self.step_no} timers fired at {self.now_ms - EPOCH_MS}ms")
+
+    def fire_due(self) -> None:
         for t in sorted(t for t in self.timers if t.wake_at_ms <= self.now_ms):
             del self.timers[t]
             self.queue.append(TimerFired(t))
             self.stats.timers_fired += 1
-        self.trace.append(f"{self.step_no} timers fired at {self.now_ms - EPOCH_MS}ms")
 
     def act_storage_fault(self) -> None:
         self.storage.fail_next_commit = True

@@ -59,10 +59,10 @@ class Partitions(Protocol):
 
 
 class Router(Protocol):
-    """Sends a command whose partition another node owns to that node (the cluster's forwarding)."""
+    """Sends a command whose partition another node owns to that node (the cluster's forwarding),
+    or into the partition's inbox when no live owner is known; None: apply it here."""
 
-    def remote(self, cmd: Command) -> str | None: ...  # the owner's address, None: apply here
-    async def forward(self, address: str, cmd: Command, until: Coroutine[Any, Any, None] | None) -> Reply: ...
+    async def route(self, cmd: Command, until: Coroutine[Any, Any, None] | None) -> Reply | None: ...
 
 
 def wall_clock_ms() -> int:
@@ -128,10 +128,9 @@ class Runtime:
         going away), stop waiting when it completes first: raises `Abandoned`. On a cluster node
         a command for a partition another node owns goes to that node."""
         if self.router is not None:
-            cmd = make(0)
-            address = self.router.remote(cmd)
-            if address is not None:
-                return await self.router.forward(address, cmd, until)
+            reply = await self.router.route(make(0), until)
+            if reply is not None:
+                return reply
         return await self.call_here(make, until=until)
 
     async def call_here(

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from perdure.server.cluster.mailbox import MailboxTask
 from perdure.server.cluster.placement import Lease, plan
 from perdure.server.runtime import Runtime
 from perdure.server.storage.interface import StorageError
@@ -35,6 +36,8 @@ class ClusterNode:
         refresh: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._storage = storage
+        self.storage = storage
+        self.runtime = runtime
         self._refresh = refresh  # reload what other nodes registered (deployments, services)
         self._runtime = runtime
         self._renew_s = renew_s
@@ -45,6 +48,7 @@ class ClusterNode:
         self._moves_max = max(1, storage.partitions // 8)
         self._lost = asyncio.Event()
         self._joined_at = 0.0
+        self.mailbox = MailboxTask(storage, runtime)
 
     def owned(self) -> set[int]:
         return set(self._storage.owned_partitions())
@@ -76,6 +80,7 @@ class ClusterNode:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._keep_renewing())
             tg.create_task(self._keep_placing())
+            tg.create_task(self.mailbox.run())
 
     async def _keep_renewing(self) -> None:
         while True:
@@ -131,7 +136,8 @@ class ClusterNode:
             taken = await storage.acquire(step.acquire)
             if taken:
                 log.info("node %s took partitions %s", self.name, taken)
-                await self._runtime.sync_partitions()
+                await self._runtime.sync_partitions()  # adopted: their waiting mail applied
+                self.mailbox.wake()
                 self.leases = await storage.leases()
 
     def _move_budget(self) -> int:

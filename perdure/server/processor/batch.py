@@ -62,6 +62,11 @@ class WriteBatch:
     timers_add: list[Timer] = field(default_factory=list)
     timers_delete: list[Timer] = field(default_factory=list)
     ops: list[tuple[Op, tuple[Any, ...]]] = field(default_factory=list)
+    # The partition mailbox (processor/mailbox.py; only ever filled on a cluster node): rows for
+    # partitions this node does not own, (target partition, mail.encode(...)) in send order, and
+    # the rows this batch applied, (partition, seq), deleted in the same transaction.
+    outbox: list[tuple[int, bytes]] = field(default_factory=list)
+    mail_done: list[tuple[int, int]] = field(default_factory=list)
 
     def op(self, kind: Op, *args: Any) -> None:
         self.ops.append((kind, args))
@@ -74,4 +79,6 @@ class WriteBatch:
             or self.timers_add
             or self.timers_delete
             or self.ops
+            or self.outbox
+            or self.mail_done
         )

@@ -194,6 +194,14 @@ class ChangeSchedule:
     declared: tuple[Schedule, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class CheckMailbox:
+    """A cluster node's mailbox task: rows may wait for partitions this node owns; apply them
+    (the reply's `data` is how many were read, so the task asks again when the read was full)."""
+
+    token: int
+
+
 Command = (
     Invoke
     | Ingest
@@ -208,4 +216,5 @@ Command = (
     | RestartAsNew
     | ChangeRules
     | ChangeSchedule
+    | CheckMailbox
 )

@@ -15,6 +15,7 @@ from perdure.protocol import messages_pb2 as pb
 from perdure.protocol.codec import MessageType as T
 from perdure.protocol.codec import decode
 from perdure.protocol.ids import SIGNAL_CANCEL, IdError, InvocationId, random_seed_of
+from perdure.server.processor import mail
 from perdure.server.processor import promises as prom
 from perdure.server.processor.batch import Op, WriteBatch, index_of
 from perdure.server.processor.commands import (
@@ -37,6 +38,7 @@ from perdure.server.processor.effects import (
 )
 from perdure.server.processor.limits import Limits
 from perdure.server.processor.locality import Locality
+from perdure.server.processor.mail import Mail, MailNotify
 from perdure.server.processor.model import (
     COMPLETED,
     INBOXED,
@@ -557,19 +559,25 @@ class ProcessorCore:
         return st
 
     def _deliver_outcome(self, ref: CallerRef, outcome: Outcome) -> None:
+        self._deliver_note(ref, _result_notification(ref.completion_id, outcome))
+
+    def _deliver_note(self, ref: CallerRef, n: Any) -> None:
+        """A call's or an attach's answer into the journal of `ref`'s invocation, or through the
+        partition mailbox when another cluster node owns that invocation's partition."""
         try:
             raw = InvocationId.parse(ref.invocation_id).raw
         except IdError:
             return
         if not self._loc.owns_id(raw):
-            # The caller's partition moved to another cluster node: without the partition outbox
-            # (not built) the result cannot reach it. Known gap, logged.
-            log.warning("result for %s dropped: its partition is owned by another node", ref.invocation_id)
+            self._post(raw, MailNotify(raw, ref.notification_type, n.SerializeToString()))
             return
         caller = self._get(raw)
-        if caller is None:
-            return
-        self._notify(caller, ref.notification_type, _result_notification(ref.completion_id, outcome))
+        if caller is not None:
+            self._notify(caller, ref.notification_type, n)
+
+    def _post(self, raw: bytes, m: Mail) -> None:
+        """Send `m` to the partition of invocation `raw` (another node's) in this batch's outbox."""
+        self._batch.outbox.append((self._loc.of_id(raw), mail.encode(m)))
 
     def _attach_caller(self, target: Invocation, ref: CallerRef) -> None:
         if target.status == COMPLETED and target.outcome is not None:

@@ -24,6 +24,7 @@ from perdure.server.processor.effects import (
     AbortAttempt,
 )
 from perdure.server.processor.identity import idempotent_id, invocation_id_for, workflow_id
+from perdure.server.processor.mail import MailAttach, MailInvoke, MailSignal
 from perdure.server.processor.model import (
     COMPLETED,
     SUSPENDED,
@@ -35,12 +36,6 @@ from perdure.server.processor.model import (
     Target,
 )
 from perdure.server.processor.schema import SERVICE_TY, handler_kind
-
-
-class ForeignPartition(ProtocolError):
-    """The journal asks for an invocation of a partition another cluster node owns."""
-
-    code = 503
 
 
 class JournalCommands(ProcessorCore):
@@ -143,16 +138,6 @@ class JournalCommands(ProcessorCore):
         self._state_of(t).clear()
         self._batch.op(Op.STATE_CLEAR, t.service, t.key)
 
-    def _refuse_foreign(self, raw: bytes) -> None:
-        """A cluster node cannot yet act on an invocation of a partition another node owns (calls,
-        signals and attach between partitions need the partition outbox, not built): the attempt
-        fails with a retryable error instead of writing a batch the fence would reject."""
-        if not self._loc.owns_id(raw):
-            raise ForeignPartition(
-                "this call, signal or attach targets a partition another cluster node owns; "
-                "calls between partitions are not supported on a cluster yet"
-            )
-
     def _cmd_sleep(self, inv: Invocation, msg: Any) -> None:
         wake_ms = min(msg.wake_up_time, TIME_MS_MAX)
         self._add_timer(Timer(wake_ms, inv.id.raw, TIMER_SLEEP, msg.result_completion_id))
@@ -192,17 +177,7 @@ class JournalCommands(ProcessorCore):
         # move together (a result never has to cross nodes).
         here = self._loc.of_id(inv.id.raw)
         iid = invocation_id_for(target, ikey, lambda: self._loc.random_pk_in(here))
-        self._refuse_foreign(iid.raw)
         n = pb.NotificationMessage(completion_id=msg.invocation_id_notification_idx, invocation_id=str(iid))
-        existing = self._get(iid.raw)
-        if existing is not None and self._expired(existing):
-            self._purge(existing)
-            existing = None
-        if existing is not None:
-            self._notify(inv, T.CALL_INVOCATION_ID_COMPLETION, n)
-            if caller is not None:
-                self._attach_caller(existing, caller)
-            return
         req = InvokeRequest(
             target=target,
             input=msg.parameter,
@@ -216,10 +191,25 @@ class JournalCommands(ProcessorCore):
             # of the caller's start span (the processor does not know the attempt's own span).
             trace_parent=inv.trace_parent if caller is not None else None,
         )
-        self._create(
-            iid, req, invoked_by="service", caller=caller, by_id=inv.id_str, by_target=str(inv.target)
-        )
+        call = MailInvoke(iid, req, caller, "service", inv.id_str, str(inv.target))
+        if not self._loc.owns_id(iid.raw):
+            self._post(iid.raw, call)  # another node's partition: through the mailbox
+        else:
+            self._invoke_here(call)
         self._notify(inv, T.CALL_INVOCATION_ID_COMPLETION, n)
+
+    def _invoke_here(self, m: MailInvoke) -> None:
+        """Create invocation `m.id` in a partition of this node's, or attach `m.caller` to it when it
+        exists already (an idempotent call, a workflow run)."""
+        existing = self._get(m.id.raw)
+        if existing is not None and self._expired(existing):
+            self._purge(existing)
+            existing = None
+        if existing is None:
+            by = {"by_id": m.by_id, "by_target": m.by_target}
+            self._create(m.id, m.request, invoked_by=m.invoked_by, caller=m.caller, **by)
+        elif m.caller is not None:
+            self._attach_caller(existing, m.caller)
 
     def _cmd_send_signal(self, inv: Invocation, msg: Any) -> None:
         try:
@@ -228,8 +218,7 @@ class JournalCommands(ProcessorCore):
             raise ProtocolError(f"bad target invocation id: {exc}") from None
         if msg.WhichOneof("signal_id") != "idx":
             return  # named signals are a V7 feature
-        self._refuse_foreign(raw)
-        self._signal(raw, msg.idx, _signal_result(msg))
+        self._signal_anywhere(raw, msg.idx, _signal_result(msg))
 
     def _cmd_complete_awakeable(self, inv: Invocation, msg: Any) -> None:
         from perdure.protocol.ids import parse_awakeable_id
@@ -240,25 +229,37 @@ class JournalCommands(ProcessorCore):
             return
         result: dict[str, Any]
         result = {"failure": msg.failure} if msg.WhichOneof("result") == "failure" else {"value": msg.value}
-        self._refuse_foreign(ref.invocation.raw)
-        self._signal(ref.invocation.raw, ref.index, result)
+        self._signal_anywhere(ref.invocation.raw, ref.index, result)
+
+    def _signal_anywhere(self, raw: bytes, idx: int, result: dict[str, Any]) -> None:
+        if self._loc.owns_id(raw):
+            self._signal(raw, idx, result)
+            return
+        ((kind, body),) = result.items()
+        self._post(raw, MailSignal(raw, idx, kind, body.SerializeToString()))
 
     def _cmd_attach(self, inv: Invocation, msg: Any, wait: bool = True) -> None:
         raw = _target_of_lookup(msg)
         msg_type = T.ATTACH_INVOCATION_COMPLETION if wait else T.GET_INVOCATION_OUTPUT_COMPLETION
-        if raw is not None:
-            self._refuse_foreign(raw)
+        ref = CallerRef(inv.id_str, msg.result_completion_id, msg_type)
+        if raw is not None and not self._loc.owns_id(raw):
+            self._post(raw, MailAttach(raw, ref, wait))  # another node's partition
+        else:
+            self._attach_answer(raw, ref, wait)
+
+    def _attach_answer(self, raw: bytes | None, ref: CallerRef, wait: bool) -> None:
+        """Answer `ref`'s attach (or get-output, not `wait`) to invocation `raw`, a local one."""
         target = self._get(raw) if raw is not None else None
-        cid = msg.result_completion_id
+        cid = ref.completion_id
         if target is None:
             f = pb.Failure(code=404, message="invocation not found")
-            self._notify(inv, msg_type, pb.NotificationMessage(completion_id=cid, failure=f))
+            self._deliver_note(ref, pb.NotificationMessage(completion_id=cid, failure=f))
         elif target.status == COMPLETED and target.outcome is not None:
-            self._notify(inv, msg_type, _result_notification(cid, target.outcome))
+            self._deliver_outcome(ref, target.outcome)
         elif not wait:
-            self._notify(inv, msg_type, pb.NotificationMessage(completion_id=cid, void=pb.Void()))
+            self._deliver_note(ref, pb.NotificationMessage(completion_id=cid, void=pb.Void()))
         else:
-            target.attached.append(CallerRef(inv.id_str, cid, T.ATTACH_INVOCATION_COMPLETION))
+            target.attached.append(ref)
             self._touch(target)
 
     def _cmd_get_output(self, inv: Invocation, msg: Any) -> None:

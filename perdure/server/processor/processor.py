@@ -14,6 +14,7 @@ from perdure.server.processor.commands import (
     AttemptOpened,
     ChangeRules,
     ChangeSchedule,
+    CheckMailbox,
     Command,
     CompleteAwakeable,
     Ingest,
@@ -25,15 +26,15 @@ from perdure.server.processor.commands import (
     TimerFired,
 )
 from perdure.server.processor.core import CANCELLED, EVICTABLE, KILLED, ProcessorConfig
-from perdure.server.processor.journal import _COMMAND_HANDLERS, JournalCommands
-from perdure.server.processor.requests import Requests
+from perdure.server.processor.journal import _COMMAND_HANDLERS
+from perdure.server.processor.mailbox import Mailbox
 from perdure.server.processor.restart import Restarts
 from perdure.server.processor.scheduling import ScheduleCommands
 
 __all__ = ["CANCELLED", "EVICTABLE", "KILLED", "_COMMAND_HANDLERS", "Processor", "ProcessorConfig"]
 
 
-class Processor(JournalCommands, Requests, Restarts, ScheduleCommands):
+class Processor(Mailbox, Restarts, ScheduleCommands):
     def apply(self, cmd: Command, now_ms: int) -> None:
         self._now = now_ms
         if isinstance(cmd, SdkMessage):
@@ -65,5 +66,7 @@ class Processor(JournalCommands, Requests, Restarts, ScheduleCommands):
             self._on_change_rules(cmd)
         elif isinstance(cmd, ChangeSchedule):
             self._on_change_schedule(cmd)
+        elif isinstance(cmd, CheckMailbox):
+            self._on_check_mailbox(cmd)
         else:  # pragma: no cover - exhaustive
             raise AssertionError(f"unknown command {cmd!r}")

@@ -29,6 +29,7 @@ from perdure.server.processor.effects import (
 )
 from perdure.server.processor.identity import invocation_id_for
 from perdure.server.processor.limits import RuleError
+from perdure.server.processor.mail import MailKill
 from perdure.server.processor.model import (
     COMPLETED,
     INBOXED,
@@ -241,7 +242,8 @@ class Requests(ProcessorCore):
             except IdError:
                 continue
             if not self._loc.owns_id(raw):
-                continue  # another cluster node's partition (no outbox yet): not killed from here
+                self._post(raw, MailKill(raw))  # another cluster node's partition
+                continue
             child = self._get(raw)
             if child is not None and child.status != COMPLETED:
                 self._kill_tree(child)

@@ -31,6 +31,10 @@ class Reader(Protocol):
     def get_promise(self, service: str, key: str, name: str) -> bytes | None: ...
     def expired(self, now_ms: int, limit: int) -> list[bytes]: ...  # completed, retention over
     def get_dedup(self, producer: str) -> int | None: ...  # highest ingested offset (Kafka records)
+    # The partition mailbox: up to `limit` rows waiting for `partitions`, (partition, seq, body)
+    # in seq order. Only a cluster node's store has rows (a single node owns every partition, so
+    # nothing is ever mailed): SQLite answers [] without a query.
+    def read_mailbox(self, partitions: list[int], limit: int) -> list[tuple[int, int, bytes]]: ...
 
 
 @runtime_checkable
@@ -73,6 +77,16 @@ class Recovery(Protocol):
         self,
     ) -> tuple[list[tuple[str, bytes, int]], list[tuple[bytes, int, int, str, str, str | None]]]: ...
     def load_schedules(self) -> list[bytes]: ...  # schedule records
+
+
+@runtime_checkable
+class MailboxStore(Protocol):
+    """A store several nodes share (PostgreSQL; the memory store for the simulation): a node
+    whose ingress finds no live owner for a partition posts the request into that partition's
+    mailbox, committed before it is acknowledged, and waits for the row to be applied."""
+
+    async def post_mail(self, partition: int, body: bytes) -> int: ...  # committed; its seq
+    async def mail_pending(self, partition: int, seq: int) -> bool: ...  # not applied yet
 
 
 class Storage(Reader, Recovery, Protocol):

@@ -35,6 +35,10 @@ class MemoryStorage:
         self.limit_entries: dict[bytes, tuple[int, int, str, str, str | None]] = {}
         self.schedules: dict[str, bytes] = {}
         self.dedup: dict[str, int] = {}
+        # The partition mailbox: partition -> seq -> body (rows for partitions another processor
+        # owns; a row applied twice is a bug: deleting a row that is gone raises).
+        self.mailbox: dict[int, dict[int, bytes]] = defaultdict(dict)
+        self.mail_seq = 0
         self.fail_next_commit = False
         self.commits = 0
 
@@ -52,6 +56,9 @@ class MemoryStorage:
         if self.fail_next_commit:
             self.fail_next_commit = False
             raise StorageError("injected commit failure")
+        for partition, seq in b.mail_done:  # checked first: a failed commit changes nothing
+            if seq not in self.mailbox.get(partition, {}):
+                raise StorageError(f"mailbox row {seq} of partition {partition} applied twice")
         for raw, rec in b.invocations.items():
             if rec is None:
                 self.invocations.pop(raw, None)
@@ -68,6 +75,11 @@ class MemoryStorage:
         self.timers.update(b.timers_add)
         for kind, args in b.ops:
             self._apply_op(kind, args)
+        for partition, seq in b.mail_done:
+            del self.mailbox[partition][seq]
+        for partition, body in b.outbox:
+            self.mail_seq += 1
+            self.mailbox[partition][self.mail_seq] = body
         self.commits += 1
 
     def _apply_op(self, kind: Op, a: tuple[Any, ...]) -> None:
@@ -127,6 +139,18 @@ class MemoryStorage:
 
     def get_promise(self, service: str, key: str, name: str) -> bytes | None:
         return self.promises.get((service, key, name))
+
+    def read_mailbox(self, partitions: list[int], limit: int) -> list[tuple[int, int, bytes]]:
+        rows = [(p, seq, body) for p in partitions for seq, body in self.mailbox.get(p, {}).items()]
+        return sorted(rows, key=lambda r: r[1])[:limit]
+
+    async def post_mail(self, partition: int, body: bytes) -> int:
+        self.mail_seq += 1
+        self.mailbox[partition][self.mail_seq] = body
+        return self.mail_seq
+
+    async def mail_pending(self, partition: int, seq: int) -> bool:
+        return seq in self.mailbox.get(partition, {})
 
     def get_dedup(self, producer: str) -> int | None:
         return self.dedup.get(producer)

@@ -36,11 +36,13 @@ runtime rebuilds its processor from the database)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -63,6 +65,14 @@ from perdure.server.storage.pg_leases import (
     LeaseBook,
     LeaseRow,
     NodeRow,
+)
+from perdure.server.storage.pg_mailbox import (
+    DONE_SQL,
+    MAIL_CHANNEL,
+    PENDING_SQL,
+    POST_ONE_SQL,
+    POST_ROWS_SQL,
+    READ_SQL,
 )
 from perdure.server.storage.pg_schema import migrate
 
@@ -422,7 +432,8 @@ class PostgresStorage:
         pid = conn.get_server_pid()
         conn.add_log_listener(self._on_server_message)  # removed before release (the pool wants none)
         try:
-            if not extras and not anchor_fence:
+            mailing = bool(batch.outbox or batch.mail_done)  # only ever on a cluster node
+            if not extras and not anchor_fence and not mailing:
                 await conn.execute(COMMIT_SQL, self.node_name, self._leases.epochs, seq, self._bits, *args)
             else:
                 async with conn.transaction():
@@ -436,6 +447,8 @@ class PostgresStorage:
                     await conn.execute(COMMIT_SQL, self.node_name, epochs, seq, self._bits, *args)
                     for sql, params in extras:
                         await conn.execute(sql, *params)
+                    if mailing:
+                        await self._mail_in_batch(conn, batch)
         except asyncpg.PostgresError as exc:
             if getattr(exc, "sqlstate", None) == FENCED_SQLSTATE:
                 raise FencedError(f"postgresql: {exc}") from exc
@@ -453,6 +466,56 @@ class PostgresStorage:
         self._syncrep_cancelled.discard(pid)
         if not await self._reconcile(seq, anchor, cause):
             raise StorageError(f"postgresql: the batch did not commit ({cause})")
+
+    async def _mail_in_batch(self, conn: Any, batch: WriteBatch) -> None:
+        """The batch's mailbox rows: applied rows deleted (fenced by their partitions' leases),
+        new rows posted with a NOTIFY, in the batch's transaction."""
+        if batch.mail_done:
+            parts, seqs = zip(*batch.mail_done, strict=True)
+            gone = await conn.fetchval(DONE_SQL, list(parts), list(seqs), self.node_name, self._leases.epochs)
+            if gone != len(batch.mail_done):
+                raise FencedError("postgresql: a mailbox row is gone or its partition is not ours")
+        if batch.outbox:
+            parts, bodies = zip(*batch.outbox, strict=True)
+            await conn.execute(POST_ROWS_SQL, list(parts), list(bodies))
+
+    async def post_mail(self, partition: int, body: bytes) -> int:
+        """A request for a partition without a live owner: one row in its mailbox, committed (and
+        NOTIFYed) when this returns; its seq."""
+        try:
+            row = await self._p().fetchrow(POST_ONE_SQL, partition, body)
+        except _CONNECT_ERRORS as exc:
+            raise StorageError(f"postgresql: {exc}") from exc
+        assert row is not None
+        return int(row[0])
+
+    async def mail_pending(self, partition: int, seq: int) -> bool:
+        try:
+            return bool(await self._p().fetchval(PENDING_SQL, partition, seq))
+        except _CONNECT_ERRORS as exc:
+            raise StorageError(f"postgresql: {exc}") from exc
+
+    async def watch_mail(self, wake: Callable[[set[int]], None]) -> None:
+        """Call `wake(partitions)` for every mailbox NOTIFY (rows committed for those partitions)
+        until the listening connection is lost: then return (the caller listens again)."""
+        try:
+            conn = await asyncpg.connect(self.dsn)
+        except _CONNECT_ERRORS as exc:
+            raise StorageError(f"postgresql: {exc}") from exc
+        lost = asyncio.Event()
+
+        def on_notify(_conn: Any, _pid: int, _channel: str, payload: object) -> None:
+            wake({int(p) for p in str(payload).split(",") if p})
+
+        conn.add_termination_listener(lambda _conn: lost.set())
+        try:
+            await conn.add_listener(MAIL_CHANNEL, on_notify)
+            await lost.wait()
+        except _CONNECT_ERRORS as exc:
+            raise StorageError(f"postgresql: {exc}") from exc
+        finally:
+            with contextlib.suppress(*_CONNECT_ERRORS):
+                await conn.close(timeout=1)
 
     async def _release(self, conn: Any) -> None:
         try:
@@ -560,6 +623,9 @@ class PostgresStorage:
             (self._key_part(key), service, key, name),
         )
         return bytes(rows[0][0]) if rows else None
+
+    def read_mailbox(self, partitions: list[int], limit: int) -> list[tuple[int, int, bytes]]:
+        return [(int(p), int(q), bytes(b)) for p, q, b in self._rows(READ_SQL, (partitions, limit))]
 
     def get_dedup(self, producer: str) -> int | None:
         rows = self._rows("SELECT seq FROM dedup WHERE producer = %s", (producer,))

@@ -215,6 +215,8 @@ class SqliteStorage:
     def _commit(self, b: WriteBatch) -> None:
         conn = self._writer
         assert conn is not None
+        if b.outbox:  # one node owns every partition: nothing is ever mailed (see read_mailbox)
+            raise StorageError("the SQLite store has no partition mailbox (it is a single node's)")
         conn.execute("BEGIN IMMEDIATE")
         try:
             ex = conn.executemany
@@ -318,6 +320,9 @@ class SqliteStorage:
             .fetchone()
         )
         return None if row is None else bytes(row[0])
+
+    def read_mailbox(self, partitions: list[int], limit: int) -> list[tuple[int, int, bytes]]:
+        return []  # a single node: every partition is local, no message waits for another
 
     def get_dedup(self, producer: str) -> int | None:
         row = self._r().execute("SELECT seq FROM dedup WHERE producer = ?", (producer,)).fetchone()

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from perdure.protocol.ids import partition_key_of
 from tests.support.postgres import shared_cluster
 from tests.support.servers import PerdureServer
 
@@ -19,12 +20,12 @@ READY_S = 90.0
 
 
 class Cluster:
-    def __init__(self, base: Path, nodes: int) -> None:
+    def __init__(self, base: Path, nodes: int, env: dict[str, str] | None = None) -> None:
         self.pg = shared_cluster()
         self.dsn = self.pg.create_database()
         self.database = self.dsn.rsplit("/", 1)[1]
         self.nodes = [
-            PerdureServer(base / f"n{i}", env={"PERDURE_NODE_NAME": f"n{i}"}, store=self.dsn)
+            PerdureServer(base / f"n{i}", env={**(env or {}), "PERDURE_NODE_NAME": f"n{i}"}, store=self.dsn)
             for i in range(nodes)
         ]
 
@@ -75,6 +76,34 @@ class Cluster:
         return wait_for(balanced, timeout_s, f"64 partitions balanced over {live}")
 
 
+def keys_by_owner(
+    leases: dict[int, tuple[str | None, int, int]], owners: list[str], per_owner: int, prefix: str
+) -> dict[str, list[str]]:
+    """`per_owner` object keys (`prefix` + a number) whose partitions each of `owners` owns."""
+    out: dict[str, list[str]] = {o: [] for o in owners}
+    i = 0
+    while any(len(v) < per_owner for v in out.values()):
+        key = f"{prefix}{i}"
+        owner = leases[partition_of_key(key)][0]
+        if owner in out and len(out[owner]) < per_owner:
+            out[owner].append(key)
+        i += 1
+    return out
+
+
+def partition_of_key(key: str) -> int:
+    return partition_key_of(key) >> 58
+
+
+def wait_services(cluster: Cluster, service: str) -> None:
+    for node in cluster.nodes:
+        wait_for(
+            lambda n=node: httpx.get(f"{n.admin_url}/services/{service}", timeout=5).status_code == 200,
+            30,
+            f"{node.admin_url} to see {service}",
+        )
+
+
 def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.25) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -87,8 +116,8 @@ def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: flo
 
 
 @contextmanager
-def running_cluster(base: Path, nodes: int) -> Iterator[Cluster]:
-    cluster = Cluster(base, nodes)
+def running_cluster(base: Path, nodes: int, env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    cluster = Cluster(base, nodes, env)
     try:
         cluster.start()
         yield cluster

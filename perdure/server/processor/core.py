@@ -5,7 +5,6 @@ timers, notifications, completion. The commands themselves live in
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,8 +57,6 @@ from perdure.server.processor.model import (
 )
 from perdure.server.processor.schema import PolicyView, Schema, ServiceView, policy_of
 from perdure.server.storage.interface import Reader, Recovery
-
-log = logging.getLogger("perdure.processor")
 
 EVICTABLE = frozenset((INBOXED, SCHEDULED, READY, SUSPENDED, COMPLETED))
 ADMIT_TIMER_ID = bytes(24)  # the timer that lets rate-limited invocations start is no invocation's
@@ -578,13 +575,6 @@ class ProcessorCore:
     def _post(self, raw: bytes, m: Mail) -> None:
         """Send `m` to the partition of invocation `raw` (another node's) in this batch's outbox."""
         self._batch.outbox.append((self._loc.of_id(raw), mail.encode(m)))
-
-    def _attach_caller(self, target: Invocation, ref: CallerRef) -> None:
-        if target.status == COMPLETED and target.outcome is not None:
-            self._deliver_outcome(ref, target.outcome)
-            return
-        target.attached.append(ref)
-        self._touch(target)
 
     def _complete(self, inv: Invocation, outcome: Outcome) -> None:
         raw = inv.id.raw

@@ -211,6 +211,13 @@ class JournalCommands(ProcessorCore):
         elif m.caller is not None:
             self._attach_caller(existing, m.caller)
 
+    def _attach_caller(self, target: Invocation, ref: CallerRef) -> None:
+        if target.status == COMPLETED and target.outcome is not None:
+            self._deliver_outcome(ref, target.outcome)
+            return
+        target.attached.append(ref)
+        self._touch(target)
+
     def _cmd_send_signal(self, inv: Invocation, msg: Any) -> None:
         try:
             raw = InvocationId.parse(msg.target_invocation_id).raw

@@ -67,12 +67,13 @@ from perdure.server.storage.pg_leases import (
     NodeRow,
 )
 from perdure.server.storage.pg_mailbox import (
-    DONE_SQL,
     MAIL_CHANNEL,
+    MAIL_SQL,
     PENDING_SQL,
     POST_ONE_SQL,
-    POST_ROWS_SQL,
     READ_SQL,
+    mail_args,
+    with_mail,
 )
 from perdure.server.storage.pg_schema import migrate
 
@@ -433,8 +434,13 @@ class PostgresStorage:
         conn.add_log_listener(self._on_server_message)  # removed before release (the pool wants none)
         try:
             mailing = bool(batch.outbox or batch.mail_done)  # only ever on a cluster node
-            if not extras and not anchor_fence and not mailing:
-                await conn.execute(COMMIT_SQL, self.node_name, self._leases.epochs, seq, self._bits, *args)
+            if not extras and not anchor_fence:
+                head = (self.node_name, self._leases.epochs, seq, self._bits)
+                if not mailing:
+                    await conn.execute(COMMIT_SQL, *head, *args)
+                else:
+                    sql = with_mail(COMMIT_SQL, len(head) + len(args))
+                    await conn.execute(sql, *head, *args, *mail_args(batch))
             else:
                 async with conn.transaction():
                     if anchor_fence:
@@ -448,7 +454,7 @@ class PostgresStorage:
                     for sql, params in extras:
                         await conn.execute(sql, *params)
                     if mailing:
-                        await self._mail_in_batch(conn, batch)
+                        await conn.execute(MAIL_SQL, self.node_name, epochs, *mail_args(batch))
         except asyncpg.PostgresError as exc:
             if getattr(exc, "sqlstate", None) == FENCED_SQLSTATE:
                 raise FencedError(f"postgresql: {exc}") from exc
@@ -466,18 +472,6 @@ class PostgresStorage:
         self._syncrep_cancelled.discard(pid)
         if not await self._reconcile(seq, anchor, cause):
             raise StorageError(f"postgresql: the batch did not commit ({cause})")
-
-    async def _mail_in_batch(self, conn: Any, batch: WriteBatch) -> None:
-        """The batch's mailbox rows: applied rows deleted (fenced by their partitions' leases),
-        new rows posted with a NOTIFY, in the batch's transaction."""
-        if batch.mail_done:
-            parts, seqs = zip(*batch.mail_done, strict=True)
-            gone = await conn.fetchval(DONE_SQL, list(parts), list(seqs), self.node_name, self._leases.epochs)
-            if gone != len(batch.mail_done):
-                raise FencedError("postgresql: a mailbox row is gone or its partition is not ours")
-        if batch.outbox:
-            parts, bodies = zip(*batch.outbox, strict=True)
-            await conn.execute(POST_ROWS_SQL, list(parts), list(bodies))
 
     async def post_mail(self, partition: int, body: bytes) -> int:
         """A request for a partition without a live owner: one row in its mailbox, committed (and

@@ -38,9 +38,11 @@ def key_partition(key: str, bits: int) -> int:
 
 
 def touched_partitions(b: WriteBatch, bits: int) -> set[int]:
-    """The partitions perdure_commit fences for this batch (ids, timers, keyed operations)."""
+    """The partitions perdure_commit fences for this batch (ids, timers, keyed operations), and
+    perdure_mail those of the mailbox rows it applied."""
     out = {id_partition(raw, bits) for raw in batch_ids(b)}
     out.update(key_partition(args[1], bits) for kind, args in b.ops if kind not in GLOBAL_OPS)
+    out.update(p for p, _ in b.mail_done)  # perdure_mail fences the mailbox rows a batch applies
     return out
 
 

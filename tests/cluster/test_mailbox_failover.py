@@ -169,6 +169,7 @@ def test_a_request_without_a_live_owner_goes_to_the_inbox(tmp_path: Path) -> Non
         # Acknowledged while the dead node still held the partition: from the inbox, nothing else.
         assert epoch_then == epoch, "the partition was taken over before the sends were answered"
         assert int(cluster.sql(f"SELECT count(*) FROM mailbox WHERE partition = {p}")) >= 1
+        assert cluster.status(n0)["partitions"][p]["mailbox_rows"] >= 1  # GET /cluster shows it waiting
         call.join(REQUEST_S_MAX)
         assert called and called[0].status_code == 200 and called[0].json() == 5, called
         leases_after = cluster.leases()

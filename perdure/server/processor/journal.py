@@ -191,12 +191,12 @@ class JournalCommands(ProcessorCore):
             # of the caller's start span (the processor does not know the attempt's own span).
             trace_parent=inv.trace_parent if caller is not None else None,
         )
+        self._notify(inv, T.CALL_INVOCATION_ID_COMPLETION, n)  # before a known outcome (journal order)
         call = MailInvoke(iid, req, caller, "service", inv.id_str, str(inv.target))
         if not self._loc.owns_id(iid.raw):
             self._post(iid.raw, call)  # another node's partition: through the mailbox
         else:
             self._invoke_here(call)
-        self._notify(inv, T.CALL_INVOCATION_ID_COMPLETION, n)
 
     def _invoke_here(self, m: MailInvoke) -> None:
         """Create invocation `m.id` in a partition of this node's, or attach `m.caller` to it when it

@@ -362,8 +362,9 @@ class PostgresStorage:
         rows = await self._p().fetch(
             "SELECT partition, owner, owner_addr, epoch, last_batch, "
             "extract(epoch FROM expires_at - now()) AS expires_in_s, "
-            "extract(epoch FROM now() - (expires_at - make_interval(secs => $1))) AS age_s "
-            "FROM partition_lease ORDER BY partition",
+            "extract(epoch FROM now() - (expires_at - make_interval(secs => $1))) AS age_s, "
+            "(SELECT count(*) FROM mailbox m WHERE m.partition = l.partition) AS mailbox_rows "
+            "FROM partition_lease l ORDER BY partition",
             self.lease_ttl_s,
         )
         parts = [
@@ -375,6 +376,7 @@ class PostgresStorage:
                 "last_batch": r["last_batch"],
                 "lease_expires_in_s": None if r["expires_in_s"] is None else float(r["expires_in_s"]),
                 "lease_age_s": None if r["age_s"] is None else float(r["age_s"]),
+                "mailbox_rows": int(r["mailbox_rows"]),  # messages waiting for the partition's owner
             }
             for r in rows
         ]

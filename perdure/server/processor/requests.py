@@ -49,7 +49,12 @@ class Requests(ProcessorCore):
         iid = invocation_id_for(req.target, req.idempotency_key, self._loc.random_pk)
         if self._foreign(iid.raw, cmd.token):
             return
-        existing = self._get(iid.raw)
+        # Only a workflow run or an idempotent request has a deterministic id: a fresh random one
+        # cannot be in the store (on PostgreSQL the read would be a round trip per invocation).
+        deterministic = req.idempotency_key is not None or (
+            req.target.handler_ty == "workflow" and req.target.key is not None
+        )
+        existing = self._get(iid.raw) if deterministic else None
         if existing is not None and self._expired(existing):
             self._purge(existing)
             existing = None

@@ -14,10 +14,8 @@ from typing import Any
 from perdure.protocol.ids import partition_key_of
 from perdure.server.processor.batch import Op, WriteBatch
 
-COMMIT_SQL = (
-    "SELECT perdure_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
-    "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
-)
+_COMMIT_ARGS = 33  # owner, epochs, seq, bits and the arrays of `commit_args`
+COMMIT_SQL = "SELECT perdure_commit(" + ", ".join(f"${i}" for i in range(1, _COMMIT_ARGS + 1)) + ")"
 _U64_SIGN = 1 << 63
 
 
@@ -95,6 +93,13 @@ def commit_args(b: WriteBatch) -> tuple[Any, ...]:
     """The batch's arguments after (owner, epochs, seq, bits)."""
     inv_ids = list(b.invocations)
     inv_recs = list(b.invocations.values())
+    # The indexed columns (migration 8): PostgreSQL parses a record only when they are missing.
+    index = [b.index.get(raw) for raw in inv_ids]
+    inv_status = [None if i is None else i.status for i in index]
+    inv_service = [None if i is None else i.service for i in index]
+    inv_key = [None if i is None else i.key for i in index]
+    inv_created = [None if i is None else i.created_at_ms for i in index]
+    inv_expires = [None if i is None else i.expires_at_ms for i in index]
     j = b.journal
     td = b.timers_delete
     ta = b.timers_add
@@ -126,6 +131,11 @@ def commit_args(b: WriteBatch) -> tuple[Any, ...]:
     return (
         inv_ids,
         inv_recs,
+        inv_status,
+        inv_service,
+        inv_key,
+        inv_created,
+        inv_expires,
         list(b.journal_delete),
         [e[0] for e in j],
         [e[1] for e in j],

@@ -142,6 +142,12 @@ class LeaseLost(StorageError):
         super().__init__(f"lost the lease of partitions {partitions}: another node owns them now")
 
 
+async def _no_reset(conn: Any) -> None:
+    """The pool's reset on release (asyncpg's default is one more round trip per commit:
+    `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`). These connections never change
+    session state; asyncpg still rolls back an open transaction and drops listeners on release."""
+
+
 def default_node_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -197,7 +203,7 @@ class PostgresStorage:
                     self._take_all_leases(conn)
             self._reader = self._connect_reader()
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self._pool_size, command_timeout=None
+                self.dsn, min_size=1, max_size=self._pool_size, command_timeout=None, reset=_no_reset
             )
         except (psycopg.Error, asyncpg.PostgresError, OSError) as exc:
             raise StorageError(f"postgresql: {exc}") from exc

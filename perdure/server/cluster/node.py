@@ -24,6 +24,11 @@ from perdure.server.storage.postgres import PostgresStorage
 log = logging.getLogger("perdure.cluster")
 
 MOVE_WINDOW_S = 5.0  # at most partitions/8 leases handed to other nodes per window
+# A placement step also runs this long after the soonest expiry of another node's lease (as read
+# on the database clock), not only every renewal interval: a dead node's partitions are taken
+# as soon as its leases run out, not up to one interval later. A live owner renews long before.
+EXPIRY_SLACK_S = 0.05
+STEP_MIN_S = 0.1  # the shortest pause between two placement steps
 
 
 class ClusterNode:
@@ -49,6 +54,7 @@ class ClusterNode:
         self._lost = asyncio.Event()
         self._joined_at = 0.0
         self.mailbox = MailboxTask(storage, runtime)
+        self._next_expiry = float("inf")  # monotonic: the soonest expiry of another node's lease
 
     def owned(self) -> set[int]:
         return set(self._storage.owned_partitions())
@@ -100,8 +106,9 @@ class ClusterNode:
                 await self.step()
             except StorageError:
                 log.exception("cluster placement step failed; retrying")
+            pause = min(self._renew_s, max(STEP_MIN_S, self._next_expiry - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), self._renew_s)
+                await asyncio.wait_for(self._lost.wait(), pause)
 
     async def step(self) -> None:
         """One move towards the placement: forget lost partitions, release (drained) and acquire."""
@@ -115,7 +122,7 @@ class ClusterNode:
         if time.monotonic() - self._joined_at < self._renew_s:
             return  # a join grace: nodes started together see each other before taking leases
         self.nodes = {n.name: n for n in nodes}
-        self.leases = await storage.leases()
+        self.leases = await self._read_leases()
         held = set(storage.owned_partitions())
         step = plan(
             self.name,
@@ -138,7 +145,19 @@ class ClusterNode:
                 log.info("node %s took partitions %s", self.name, taken)
                 await self._runtime.sync_partitions()  # adopted: their waiting mail applied
                 self.mailbox.wake()
-                self.leases = await storage.leases()
+                self.leases = await self._read_leases()
+
+    async def _read_leases(self) -> list[LeaseRow]:
+        """The leases, and when the soonest live lease of another node runs out (local clock)."""
+        leases = await self._storage.leases()
+        read_at = time.monotonic()  # after the database's now(): the wake-up is never early
+        others = [
+            row.expires_in_s
+            for row in leases
+            if row.live and row.owner != self.name and row.expires_in_s is not None
+        ]
+        self._next_expiry = read_at + min(others) + EXPIRY_SLACK_S if others else float("inf")
+        return leases
 
     def _move_budget(self) -> int:
         now = time.monotonic()

@@ -38,8 +38,8 @@ LIVE_NODES_SQL = (
     "WHERE heartbeat_at > now() - make_interval(secs => $1) ORDER BY name"
 )
 LEASES_SQL = (
-    "SELECT partition, owner, epoch, (owner IS NOT NULL AND expires_at > now()) AS live "
-    "FROM partition_lease ORDER BY partition"
+    "SELECT partition, owner, epoch, (owner IS NOT NULL AND expires_at > now()) AS live, "
+    "extract(epoch FROM expires_at - now())::float8 AS expires_in_s FROM partition_lease ORDER BY partition"
 )
 
 
@@ -49,6 +49,7 @@ class LeaseRow:
     owner: str | None
     epoch: int
     live: bool  # held and unexpired (database clock)
+    expires_in_s: float | None = None  # when it was read (database clock; negative: expired)
 
 
 @dataclass(frozen=True, slots=True)

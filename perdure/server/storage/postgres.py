@@ -308,7 +308,7 @@ class PostgresStorage:
             rows = await self._p().fetch(LEASES_SQL)
         except _CONNECT_ERRORS as exc:
             raise StorageError(f"postgresql: {exc}") from exc
-        return [LeaseRow(int(r[0]), r[1], int(r[2]), bool(r[3])) for r in rows]
+        return [LeaseRow(int(r[0]), r[1], int(r[2]), bool(r[3]), r[4]) for r in rows]
 
     async def acquire(self, partitions: list[int]) -> list[int]:
         """Take the leases of `partitions` that are free or expired, each with a new epoch (which

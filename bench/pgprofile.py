@@ -37,6 +37,12 @@ STATEMENTS_SQL = (
 )
 
 
+TABLES_SQL = (
+    "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables "
+    "WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 ORDER BY relname"
+)
+
+
 def _line(proc: subprocess.Popen[str]) -> str:
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -102,6 +108,7 @@ def profile(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             load.wait(timeout=600)
             db1 = db.read()
             statements = pg.psql(STATEMENTS_SQL, database)
+            tables = pg.psql(TABLES_SQL, database)
     finally:
         pg.stop()
     done = max(1, int(result["ok"]))
@@ -112,6 +119,11 @@ def profile(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             f"{int(calls) / done:9.3f} {float(ms) / done:7.3f} {int(rows) / done:8.3f} "
             f"{int(float(wal)) / done:9.0f}  {query}"
         )
+    titles = ("inserts/inv", "updates/inv", "HOT/inv", "deletes/inv")
+    print(f"{'table':16} " + " ".join(f"{t:>11}" for t in titles) + "  (whole run)")
+    for line in tables.splitlines():
+        name, *counts = line.split("|")
+        print(f"{name:16} " + " ".join(f"{int(c) / done:11.3f}" for c in counts))
     summary = {
         "ok": done,
         "throughput_per_s": float(result["throughput_per_s"]),

@@ -93,7 +93,7 @@ def commit_args(b: WriteBatch) -> tuple[Any, ...]:
     """The batch's arguments after (owner, epochs, seq, bits)."""
     inv_ids = list(b.invocations)
     inv_recs = list(b.invocations.values())
-    # The indexed columns (migration 8): PostgreSQL parses a record only when they are missing.
+    # The indexed columns (migration 9): PostgreSQL parses a record only when they are missing.
     index = [b.index.get(raw) for raw in inv_ids]
     inv_status = [None if i is None else i.status for i in index]
     inv_service = [None if i is None else i.service for i in index]

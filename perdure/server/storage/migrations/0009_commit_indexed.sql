@@ -1,4 +1,4 @@
--- Perdure PostgreSQL schema, migration 8: perdure_commit takes the indexed columns of every
+-- Perdure PostgreSQL schema, migration 9: perdure_commit takes the indexed columns of every
 -- invocation record from the processor (batch.InvocationIndex: status, service, key, created_at,
 -- expires_at), as the SQLite store does, so a commit no longer parses each record as JSON (the
 -- profile's largest cost inside PostgreSQL: every record is written about four times per

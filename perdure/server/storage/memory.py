@@ -56,9 +56,11 @@ class MemoryStorage:
         if self.fail_next_commit:
             self.fail_next_commit = False
             raise StorageError("injected commit failure")
-        for partition, seq in b.mail_done:  # checked first: a failed commit changes nothing
-            if seq not in self.mailbox.get(partition, {}):
+        applied: set[tuple[int, int]] = set()  # checked first: a failed commit changes nothing
+        for partition, seq in b.mail_done:
+            if seq not in self.mailbox.get(partition, {}) or (partition, seq) in applied:
                 raise StorageError(f"mailbox row {seq} of partition {partition} applied twice")
+            applied.add((partition, seq))
         for raw, rec in b.invocations.items():
             if rec is None:
                 self.invocations.pop(raw, None)

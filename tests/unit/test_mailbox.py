@@ -57,6 +57,17 @@ def _start(p: Processor, st: MemoryStorage, key: str) -> StartAttempt:
     return next(e for e in effects if isinstance(e, StartAttempt))
 
 
+def _add(key: str, parameter: bytes, id_idx: int) -> dict[str, Any]:
+    """The fields of a call or send to `Counter/{key}/add`."""
+    return {
+        "service_name": "Counter",
+        "handler_name": "add",
+        "key": key,
+        "parameter": parameter,
+        "invocation_id_notification_idx": id_idx,
+    }
+
+
 def _end(p: Processor, start: StartAttempt, value: bytes) -> None:
     _sdk(p, start, T.OUTPUT, pb.OutputCommandMessage(value=pb.Value(content=value)))
     _sdk(p, start, T.END, pb.EndMessage())
@@ -67,23 +78,9 @@ def test_calls_and_sends_to_another_partition_go_through_the_mailbox_in_order() 
     a, b = _node(st, {0}), _node(st, {1})
     here, there = _key_in(0, "a"), _key_in(1, "b")
     caller = _start(a, st, here)
-    call = pb.CallCommandMessage(
-        service_name="Counter",
-        handler_name="add",
-        key=there,
-        parameter=b"call",
-        invocation_id_notification_idx=1,
-        result_completion_id=2,
-    )
-    _sdk(a, caller, T.CALL, call)
+    _sdk(a, caller, T.CALL, pb.CallCommandMessage(**_add(there, b"call", 1), result_completion_id=2))
     for i in range(SENDS):
-        send = pb.OneWayCallCommandMessage(
-            service_name="Counter",
-            handler_name="add",
-            key=there,
-            parameter=f"send-{i}".encode(),
-            invocation_id_notification_idx=3 + i,
-        )
+        send = pb.OneWayCallCommandMessage(**_add(there, f"send-{i}".encode(), 3 + i))
         _sdk(a, caller, T.ONE_WAY_CALL, send)
     batch, effects = _commit(a, st)
     assert [p for p, _ in batch.outbox] == [1] * (1 + SENDS)
@@ -121,14 +118,7 @@ def test_an_adopted_partition_applies_the_rows_that_waited_for_it() -> None:
     a = _node(st, {0})
     nobody_yet = _key_in(1, "c")
     caller = _start(a, st, _key_in(0, "a"))
-    send = pb.OneWayCallCommandMessage(
-        service_name="Counter",
-        handler_name="add",
-        key=nobody_yet,
-        parameter=b"x",
-        invocation_id_notification_idx=1,
-    )
-    _sdk(a, caller, T.ONE_WAY_CALL, send)
+    _sdk(a, caller, T.ONE_WAY_CALL, pb.OneWayCallCommandMessage(**_add(nobody_yet, b"x", 1)))
     _commit(a, st)
     assert len(st.mailbox[1]) == 1
     late = _node(st, set())

@@ -1,7 +1,8 @@
 """The processor's state and the mechanisms every kind of command uses:
-invocation records, the journal, locks and inboxes, attempts and retries,
-timers, notifications, completion. The commands themselves live in
-`journal.py` (messages from services) and `requests.py` (ingress and admin)."""
+invocation records, the journal, locks and inboxes, attempts (retry delays in
+`retries.py`), timers (an invocation's armed timers in `armed.py`), notifications,
+completion. The commands themselves live in `journal.py` (messages from services)
+and `requests.py` (ingress and admin); a cluster node's partitions in `partitions.py`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from perdure.protocol.codec import decode
 from perdure.protocol.ids import SIGNAL_CANCEL, IdError, InvocationId, random_seed_of
 from perdure.server.processor import mail
 from perdure.server.processor import promises as prom
+from perdure.server.processor.armed import armed_timers
 from perdure.server.processor.batch import Op, WriteBatch, index_of
 from perdure.server.processor.commands import (
     TIMER_ADMIT,
@@ -46,7 +48,6 @@ from perdure.server.processor.model import (
     READY,
     SCHEDULED,
     SUSPENDED,
-    TIME_MS_MAX,
     CallerRef,
     Entry,
     Failure,
@@ -55,14 +56,14 @@ from perdure.server.processor.model import (
     Target,
     encode_record,
 )
-from perdure.server.processor.schema import PolicyView, Schema, ServiceView, policy_of
+from perdure.server.processor.retries import retry_delay
+from perdure.server.processor.schema import Schema, ServiceView, policy_of
 from perdure.server.storage.interface import Reader, Recovery
 
 EVICTABLE = frozenset((INBOXED, SCHEDULED, READY, SUSPENDED, COMPLETED))
 ADMIT_TIMER_ID = bytes(24)  # the timer that lets rate-limited invocations start is no invocation's
 KILLED = Failure(409, "killed")
 CANCELLED = Failure(409, "cancelled")
-PARTITION_MOVED = "this node does not own the partition (it moved to another node); try again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,43 +130,6 @@ class ProcessorCore:
             if inv.status == INVOKED and (inv.next_retry_at_ms is None or inv.next_retry_at_ms <= now_ms):
                 self._start_attempt(inv)
         self._pump()
-
-    def owned_partitions(self) -> set[int]:
-        return set(self._loc.owned)
-
-    def adopt_partitions(self, parts: set[int], recovery: Recovery, now_ms: int) -> None:
-        """This node took the leases of `parts`: load their live invocations, locks, inboxes and
-        timers from `recovery` (which holds those partitions only) and restart what was running.
-        Call between batches (nothing taken but uncommitted)."""
-        assert not parts & self._loc.owned, "adopting a partition already owned"
-        self._loc.change(self._loc.owned | parts)
-        self._load(recovery, now_ms)
-
-    def drop_partitions(self, parts: set[int]) -> None:
-        """Another node owns `parts` now (or soon): forget everything of them, abort their attempts
-        and answer their waiting requests 503, so nothing of them is acted on or acknowledged
-        here again. Call between batches (nothing taken but uncommitted)."""
-        assert not self._dirty and not self._batch, "dropping partitions in the middle of a batch"
-        loc = self._loc
-        loc.change(loc.owned - parts)
-        for raw, inv in list(self._resident.items()):
-            if loc.of_id(raw) in parts:
-                if inv.attempt_live:
-                    self._effects.append(AbortAttempt(raw, inv.attempt))
-                del self._resident[raw]
-                self._on_complete.pop(raw, None)
-        for raw in [r for r in self._waiters if loc.of_id(r) in parts]:
-            for token in self._waiters.pop(raw):
-                self._answer(token, 503, "the invocation's partition moved to another node; try again")
-        self._evict = {r for r in self._evict if loc.of_id(r) not in parts}
-        for k in [k for k in self._locks if loc.of_key(k[1]) in parts]:
-            del self._locks[k]
-        for k in [k for k in self._inbox if loc.of_key(k[1]) in parts]:
-            del self._inbox[k]
-        for k in [k for k in self._state if loc.of_key(k[1]) in parts]:
-            del self._state[k]
-        self._promises.drop(lambda key: loc.of_key(key) in parts)
-        self._dedup.clear()  # a cache of the store; reloaded on a miss
 
     def take(self) -> tuple[WriteBatch, list[Effect]]:
         """The batch to commit and the effects to release after the commit."""
@@ -458,22 +422,15 @@ class ProcessorCore:
         if cmd.server:
             inv.last_attempt_server = cmd.server
         svc = self._schema.service(inv.target.service)
-        policy: PolicyView | None = None if svc is None else policy_of(svc, inv.target.handler)
-        max_attempts = policy.retry_max_attempts if policy else 70
-        if inv.retry_count >= max_attempts:
+        policy = None if svc is None else policy_of(svc, inv.target.handler)
+        delay = retry_delay(policy, inv.retry_count, cmd.next_retry_delay_ms)
+        if delay is None:  # attempts exhausted
             if policy is not None and policy.retry_on_max_attempts == "KILL":
                 self._complete(inv, Outcome(failure=Failure(cmd.code, cmd.message)))
             else:
                 inv.status = PAUSED
                 self._touch(inv)
             return
-        if cmd.next_retry_delay_ms is not None:
-            delay = cmd.next_retry_delay_ms
-        else:
-            initial = policy.retry_initial_interval_ms if policy else 500
-            factor = policy.retry_exponentiation_factor if policy else 2.0
-            cap = policy.retry_max_interval_ms if policy else 60_000
-            delay = int(min(cap, initial * factor ** max(0, inv.retry_count - 1)))
         inv.next_retry_at_ms = self._now + delay
         self._touch(inv)
         self._add_timer(Timer(inv.next_retry_at_ms, inv.id.raw, TIMER_RETRY, inv.retry_count))
@@ -615,23 +572,7 @@ class ProcessorCore:
 
     def _drop_timers(self, inv: Invocation) -> None:
         """A completed invocation leaves no timers behind (a killed sleeper, a pending retry)."""
-        if inv.next_retry_at_ms is not None:
-            self._batch.timers_delete.append(
-                Timer(inv.next_retry_at_ms, inv.id.raw, TIMER_RETRY, inv.retry_count)
-            )
-        if inv.status == SCHEDULED and inv.execution_time_ms is not None:
-            self._batch.timers_delete.append(Timer(inv.execution_time_ms, inv.id.raw, TIMER_DELAYED_INVOKE))
-        for e in inv.journal:
-            if e.type == T.SLEEP:
-                sleep = decode(e.type, e.body)
-                if sleep.result_completion_id not in inv.completed_ids:
-                    timer = Timer(
-                        min(sleep.wake_up_time, TIME_MS_MAX),
-                        inv.id.raw,
-                        TIMER_SLEEP,
-                        sleep.result_completion_id,
-                    )
-                    self._batch.timers_delete.append(timer)
+        self._batch.timers_delete.extend(armed_timers(inv))
 
     def _drop_from_inbox(self, inv: Invocation) -> None:
         t = inv.target
@@ -678,14 +619,6 @@ class ProcessorCore:
         self._effects.append(
             Reply(token, "outcome", invocation_id=inv.id_str, outcome=inv.outcome, expires_at_ms=expires)
         )
-
-    def _foreign(self, raw: bytes, token: int) -> bool:
-        """A request for a partition another node owns (it moved after routing): 503, nothing done."""
-        if self._loc.owns_id(raw):
-            return False
-        if token:
-            self._answer(token, 503, PARTITION_MOVED)
-        return True
 
     def _answer(self, token: int, code: int, message: str = "") -> None:
         kind = "ok" if code < 300 else "error"

@@ -22,7 +22,7 @@ from perdure.server.processor.commands import (
     Terminate,
     Timer,
 )
-from perdure.server.processor.core import KILLED, PARTITION_MOVED, ProcessorCore
+from perdure.server.processor.core import KILLED
 from perdure.server.processor.effects import (
     AbortAttempt,
     Reply,
@@ -41,9 +41,10 @@ from perdure.server.processor.model import (
     Invocation,
     Outcome,
 )
+from perdure.server.processor.partitions import PARTITION_MOVED, Partitions
 
 
-class Requests(ProcessorCore):
+class Requests(Partitions):
     def _on_invoke(self, cmd: Invoke) -> None:
         req = cmd.request
         iid = invocation_id_for(req.target, req.idempotency_key, self._loc.random_pk)

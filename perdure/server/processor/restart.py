@@ -7,7 +7,6 @@ from __future__ import annotations
 from perdure.protocol.codec import decode
 from perdure.protocol.ids import InvocationId
 from perdure.server.processor.commands import RestartAsNew
-from perdure.server.processor.core import ProcessorCore
 from perdure.server.processor.effects import Reply
 from perdure.server.processor.model import (
     COMPLETED,
@@ -17,6 +16,7 @@ from perdure.server.processor.model import (
     Entry,
     Invocation,
 )
+from perdure.server.processor.partitions import Partitions
 
 # Command fields that name the notification completing the command.
 _COMPLETION_FIELDS = ("result_completion_id", "invocation_id_notification_idx")
@@ -55,7 +55,7 @@ def journal_prefix(journal: list[Entry], from_index: int | None) -> list[Entry] 
     return head + later
 
 
-class Restarts(ProcessorCore):
+class Restarts(Partitions):
     def _on_restart_as_new(self, cmd: RestartAsNew) -> None:
         if self._foreign(cmd.raw_id, cmd.token):
             return

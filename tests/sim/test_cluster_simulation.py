@@ -15,11 +15,13 @@ import pytest
 
 from perdure.protocol.codec import MessageType as T
 from perdure.server.processor.effects import ArmTimer, StartAttempt
+from perdure.server.processor.mailbox import Mailbox
 from perdure.server.processor.model import COMPLETED, INVOKED, Invocation, decode_record
 from perdure.server.processor.processor import Processor
 from perdure.testing.simulation import SimulationFailure
 from perdure.testing.simulation.cluster import ClusterConfig, ClusterStats
 from perdure.testing.simulation.leased_store import LeasedMemoryStorage, LeaseRecord, ScopedRecovery
+from perdure.testing.simulation.node import SimNode
 from perdure.testing.simulation.runner import caught_by, run_cluster_seed
 
 SEEDS = int(os.environ.get("PERDURE_CLUSTER_SIM_SEEDS", "300"))
@@ -48,6 +50,7 @@ def test_many_cluster_seeds_hold_every_invariant() -> None:
     # The runs exercise what they claim to: pauses, kills, fenced batches, takeovers, handovers.
     assert min(totals.pauses, totals.kills, totals.fenced, totals.takeovers, totals.handovers) > 0, totals
     assert totals.timers_fired > 0 and totals.unreachable > 0, totals
+    assert totals.mail_rows > 0, totals  # calls and sends between partitions went through the mailbox
 
 
 def outcome(seed: int) -> str:
@@ -187,3 +190,29 @@ def test_single_node_invariants_hold_across_the_cluster(
     """The single-node checker sees every node: a processor bug breaks the same invariant here."""
     bug(monkeypatch)
     caught(invariant)
+
+
+def test_a_processor_that_applies_a_mailbox_row_twice_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows already applied in the batch being built are not remembered: a row read by a
+    check and again by an adoption (or a second check) in one batch is applied twice."""
+    real = Mailbox._take_mail
+
+    def forgetful(self: Mailbox, parts: list[int]) -> int:
+        self._mail_taken.clear()
+        return real(self, parts)
+
+    monkeypatch.setattr(Mailbox, "_take_mail", forgetful)
+    monkeypatch.setattr(SimNode, "mail_waiting", _always_when_rows)
+    caught("every mailbox row is applied once")
+
+
+def _always_when_rows(self: SimNode) -> bool:
+    box = self.cluster.storage.mailbox
+    return any(box.get(p) for p in self.processor.owned_partitions())
+
+
+def test_a_node_that_never_checks_its_mailbox_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No mailbox task (no NOTIFY, no poll): rows wait until their partition is adopted again."""
+    monkeypatch.setattr(SimNode, "mail_waiting", lambda self: False)
+    f = caught("every mailbox row is delivered")
+    assert "rows left" in f.detail

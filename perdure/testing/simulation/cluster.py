@@ -67,6 +67,7 @@ class ClusterStats(Stats):
     refused_locally: int = 0  # batches not sent: the node's leases were past their local deadline
     takeovers: int = 0  # partitions acquired from another node's expired lease
     handovers: int = 0  # partitions released by placement (drained first)
+    mail_rows: int = 0  # partition mailbox rows applied (cross-partition calls, sends, results)
 
 
 class ClusterWorld:
@@ -187,6 +188,8 @@ class ClusterWorld:
             out.append((n.act_sdk, c.w_sdk))
         if n.queue:
             out.append((n.act_batch, c.w_batch))
+        if n.mail_waiting():
+            out.append((n.act_mail, c.w_deliver))
         return out
 
     def act_node(self, busy: list[SimNode]) -> None:
@@ -382,6 +385,9 @@ class ClusterWorld:
         for node in self.running():
             self.current = node
             if node.work_step():
+                return True
+            if node.mail_waiting():
+                node.act_mail()
                 return True
         timers = [t.wake_at_ms for n in self.running() for t in n.timers]
         if timers:

@@ -9,16 +9,25 @@ sees every node's commits, releases and attempts):
   still holds: what it lost is dropped;
 - every stored timer of a partition is armed on the node that owns it (after a takeover, the
   new owner fires the old owner's timers);
+- every mailbox row is applied once (the store refuses a second delete) and, at the end, none is
+  left: every cross-partition call, send, signal and result was delivered;
 - at the end, no node holds a lock in memory."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from perdure.server.processor.commands import Command, Invoke
+from perdure.protocol.codec import MessageType as T
+from perdure.protocol.codec import decode
+from perdure.server.processor import mail
+from perdure.server.processor.batch import WriteBatch
+from perdure.server.processor.commands import CheckMailbox, Command, Invoke, SdkMessage
 from perdure.server.processor.identity import invocation_id_for
-from perdure.testing.simulation.invariants import Checker
+from perdure.server.processor.mail import MailInvoke
+from perdure.server.processor.mailbox import MAIL_READ_MAX
+from perdure.testing.simulation.invariants import ADD, Checker
 from perdure.testing.simulation.leased_store import id_partition
+from perdure.testing.simulation.programs import token_of
 from perdure.testing.simulation.violation import Violation
 
 if TYPE_CHECKING:
@@ -43,7 +52,42 @@ class ClusterChecker(Checker):
                 foreign = id_partition(invocation_id_for(t, ikey, lambda: 0).raw, self.cw.bits) not in owned
             if foreign:
                 return
+        elif isinstance(cmd, SdkMessage) and cmd.type in (T.CALL, T.ONE_WAY_CALL):
+            # A call to a key of another partition is accepted when its owner applies the
+            # mailbox row, not when the caller's batch writes it.
+            msg = decode(cmd.type, cmd.body)
+            loc = self.cw.current.processor._loc
+            if msg.key and not loc.owns_key(msg.key):
+                return
+        elif isinstance(cmd, CheckMailbox):
+            self.note_mail(self.cw.current, sorted(self.cw.current.processor.owned_partitions()))
         super().before_apply(cmd)
+
+    def note_mail(self, node: SimNode, parts: list[int]) -> None:
+        """The Counter.add invocations the mailbox rows of `parts` create when `node` applies them
+        (a check, an adoption or a recovery), in the order the processor reads them."""
+        taken = node.processor._mail_taken
+        st = self.cw.storage
+        for partition, seq, body in st.read_mailbox(parts, MAIL_READ_MAX):
+            m = mail.decode(body)
+            if (partition, seq) in taken or not isinstance(m, MailInvoke):
+                continue
+            req, raw = m.request, m.id.raw
+            if raw in node.processor.resident() or raw in st.invocations:
+                continue  # a duplicate: attaches to the existing invocation
+            name = token_of(req.input)
+            if req.execution_time_ms is not None and req.execution_time_ms > self.cw.now_ms:
+                self.pending_delayed.append((name, req.execution_time_ms))
+            elif (req.target.service, req.target.handler) == ADD and req.target.key is not None:
+                self.pending_accepts.append((req.target.key, name))
+
+    def before_commit(self, batch: WriteBatch) -> None:
+        box = self.cw.storage.mailbox
+        if len(set(batch.mail_done)) != len(batch.mail_done) or any(
+            seq not in box.get(p, {}) for p, seq in batch.mail_done
+        ):
+            raise Violation("every mailbox row is applied once", f"batch applies {batch.mail_done}")
+        super().before_commit(batch)
 
     def after_fenced_commit(self, node: SimNode, parts: list[int]) -> None:
         st = self.cw.storage
@@ -105,4 +149,7 @@ class ClusterChecker(Checker):
                 raise Violation(
                     "no key is left locked", f"{node.name} holds {sorted(node.processor.locks())}"
                 )
+        left = {p: len(rows) for p, rows in self.cw.storage.mailbox.items() if rows}
+        if left:
+            raise Violation("every mailbox row is delivered", f"rows left per partition: {left}")
         super().at_quiescence()

@@ -12,7 +12,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from perdure.server.processor.batch import WriteBatch
-from perdure.server.processor.commands import Command, Timer, TimerFired
+from perdure.server.processor.commands import CheckMailbox, Command, Timer, TimerFired
 from perdure.server.processor.effects import Effect
 from perdure.server.processor.locality import Locality
 from perdure.server.processor.model import Target
@@ -46,7 +46,7 @@ class _Shared:
 
 
 class SimNode(World):
-    greet_steps = pg.LOCAL_GREET_STEPS  # no calls between partitions (the partition mailbox's)
+    greet_steps = pg.GREET_STEPS  # calls and sends to keys of other nodes' partitions: the mailbox
 
     # The cluster's: one seed, clock, store, checker and trace for every node.
     rng = _Shared()
@@ -114,6 +114,7 @@ class SimNode(World):
             self.cluster.stats.fenced += 1
             raise
         self.cluster.check.after_fenced_commit(self, parts)
+        self.cluster.stats.mail_rows += len(batch.mail_done)
 
     def commit_failed(self, exc: StorageError) -> None:
         if not isinstance(exc, FencedError):
@@ -147,6 +148,18 @@ class SimNode(World):
             self.processor.committed()
             self.release(effects)
 
+    def mail_waiting(self) -> bool:
+        """Mailbox rows wait for a partition this node's processor owns, and no `CheckMailbox` is
+        queued yet (the node's mailbox task: NOTIFY or its poll, `cluster/mailbox.py`)."""
+        if any(isinstance(c, CheckMailbox) for c in self.queue):
+            return False
+        box = self.cluster.storage.mailbox
+        return any(box.get(p) for p in self.processor.owned_partitions())
+
+    def act_mail(self) -> None:
+        self.queue.append(CheckMailbox(0))
+        self.trace.append(f"{self.step_no} {self.name}: mailbox checked")
+
     def fired(self, t: Timer) -> bool:
         return any(isinstance(c, TimerFired) and c.timer == t for c in self.queue)
 
@@ -164,6 +177,7 @@ class SimNode(World):
     def recover(self) -> None:
         self.processor = self._new_processor()
         owned = self.processor.owned_partitions()
+        self.check.note_mail(self, sorted(owned))
         try:
             self.processor.recover(self.cluster.storage.recovery_for(owned), self.now_ms)
         except Exception as exc:
@@ -220,6 +234,7 @@ class SimNode(World):
             self.trace.append(f"{self.step_no} {self.name}: dropped partitions {sorted(have - want)}")
         if want - have:
             add = want - have
+            self.check.note_mail(self, sorted(add))
             try:
                 self.processor.adopt_partitions(add, self.cluster.storage.recovery_for(add), self.now_ms)
             except Exception as exc:

@@ -66,7 +66,13 @@ def run(config: str, round_index: int, args: argparse.Namespace, workdir: Path) 
     base = workdir / f"{config}-{round_index}"
     cluster = None if config == "sqlite" else Cluster(base, int(config))
     nodes = [PerdureServer(base / "n0")] if cluster is None else cluster.nodes
-    sdk = PythonService("bench.greeter", "app", log_dir=workdir, name=f"greeter-{config}-{round_index}")
+    sdk = PythonService(
+        "bench.greeter",
+        "app",
+        log_dir=workdir,
+        name=f"greeter-{config}-{round_index}",
+        hypercorn_args=args.sdk_args.split(),
+    )
     count = len(nodes)
     try:
         if cluster is None:
@@ -175,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", "-c", type=int, default=32, help="connections (split over nodes)")
     parser.add_argument("--warmup", type=int, default=300, help="warm-up invocations (split over nodes)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds; they alternate the configurations")
+    parser.add_argument(
+        "--sdk-args", default="", help="hypercorn arguments of the SDK ('--worker-class uvloop --workers 4')"
+    )
     args = parser.parse_args(argv)
     configs = [c.strip() for c in (args.nodes or args.configs).split(",") if c.strip()]
     rows = []

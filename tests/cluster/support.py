@@ -3,6 +3,8 @@ private PostgreSQL 15 cluster), each with its node name, and what the tests read
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -123,3 +125,29 @@ def running_cluster(base: Path, nodes: int, env: dict[str, str] | None = None) -
         yield cluster
     finally:
         cluster.stop()
+
+
+async def send_until_acknowledged(
+    client: httpx.AsyncClient,
+    cluster: Cluster,
+    dead: set[int],
+    path: str,
+    body: object,
+    ikey: str,
+    timeout_s: float,
+) -> str:
+    """Send through a random live node, with an idempotency key, until one answers 202; the id."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        node = random.choice([n for i, n in enumerate(cluster.nodes) if i not in dead])
+        try:
+            resp = await client.post(
+                f"{node.ingress_url}/{path}/send", json=body, headers={"idempotency-key": ikey}
+            )
+            if resp.status_code == 202:
+                inv: str = resp.json()["invocationId"]
+                return inv
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{path} {ikey} never acknowledged"
+        await asyncio.sleep(0.2)

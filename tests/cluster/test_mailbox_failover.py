@@ -15,9 +15,7 @@ has a new owner."""
 from __future__ import annotations
 
 import asyncio
-import random
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -28,6 +26,7 @@ from tests.cluster.support import (
     keys_by_owner,
     partition_of_key,
     running_cluster,
+    send_until_acknowledged,
     wait_for,
     wait_services,
 )
@@ -51,20 +50,7 @@ def _chain_keys(keys: dict[str, list[str]]) -> list[str]:
 async def _send(
     client: httpx.AsyncClient, cluster: Cluster, dead: set[int], path: str, body: object, ikey: str
 ) -> str:
-    deadline = time.monotonic() + REQUEST_S_MAX
-    while True:
-        node = random.choice([n for i, n in enumerate(cluster.nodes) if i not in dead])
-        try:
-            resp = await client.post(
-                f"{node.ingress_url}/{path}/send", json=body, headers={"idempotency-key": ikey}
-            )
-            if resp.status_code == 202:
-                inv: str = resp.json()["invocationId"]
-                return inv
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"{path} {ikey} never acknowledged"
-        await asyncio.sleep(0.2)
+    return await send_until_acknowledged(client, cluster, dead, path, body, ikey, REQUEST_S_MAX)
 
 
 def test_kill_a_node_mid_chain(tmp_path: Path) -> None:

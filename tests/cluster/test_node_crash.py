@@ -7,14 +7,13 @@ contiguous, and the invocations that slept on the dead node wake on another one.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from pathlib import Path
 
 import httpx
 
 from perdure.protocol.ids import InvocationId
-from tests.cluster.support import Cluster, running_cluster, wait_for
+from tests.cluster.support import Cluster, running_cluster, send_until_acknowledged, wait_for
 from tests.support import PythonService, register
 
 KEYS = [f"c{i}" for i in range(8)]
@@ -31,22 +30,7 @@ KILLED_AT: list[float] = []
 async def _send(
     client: httpx.AsyncClient, cluster: Cluster, dead: set[int], path: str, body: object, ikey: str
 ) -> str:
-    """Send until some node acknowledges it (202); the invocation id."""
-    deadline = time.monotonic() + REQUEST_S_MAX
-    while True:
-        alive = [n for i, n in enumerate(cluster.nodes) if i not in dead]
-        node = random.choice(alive)
-        try:
-            resp = await client.post(
-                f"{node.ingress_url}/{path}/send", json=body, headers={"idempotency-key": ikey}
-            )
-            if resp.status_code == 202:
-                inv: str = resp.json()["invocationId"]
-                return inv
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"{path} {ikey} never acknowledged"
-        await asyncio.sleep(0.2)
+    return await send_until_acknowledged(client, cluster, dead, path, body, ikey, REQUEST_S_MAX)
 
 
 async def _load(cluster: Cluster, victim: int, dead: set[int]) -> tuple[dict[str, int], list[str], list[str]]:

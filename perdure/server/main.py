@@ -272,6 +272,8 @@ async def serve(settings: Settings) -> None:
     )
     ingress_app = protect(ingress, settings.ingress_token, ingress_body, "ingress")
     declarations = ScheduleDeclarations(runtime)
+    if cluster is not None:
+        cluster[0].refresh = declarations.follow(registry, cluster[0].owned)
     admin = create_admin_app(
         registry,
         client,

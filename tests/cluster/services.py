@@ -1,6 +1,6 @@
 """Official Python SDK (restate-sdk) services for the cluster tests: a counter object whose count
 must end exact however often attempts are cut short, and a sleeper whose timer must fire on
-whichever node owns its partition when it is due."""
+whichever node owns its partition when it is due, and a ticker a schedule invokes."""
 
 from __future__ import annotations
 
@@ -127,4 +127,14 @@ async def resolve(ctx: restate.ObjectContext, awakeable_id: str) -> None:
     ctx.resolve_awakeable(awakeable_id, f"woken by {ctx.key()}")
 
 
-app = restate.app(services=[counter, sleeper, relay, chain, notes, fan, waiter, resolver])
+ticker = restate.Service("ClusterTicker")
+
+
+@ticker.handler()
+async def tick(ctx: restate.Context, body: dict[str, str]) -> str:
+    """A schedule's target: each tick is one invocation (its idempotency key names the tick)."""
+    await ctx.run("tock", lambda: None)
+    return "ticked"
+
+
+app = restate.app(services=[counter, sleeper, relay, chain, notes, fan, waiter, resolver, ticker])

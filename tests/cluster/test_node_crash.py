@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from perdure.protocol.ids import InvocationId
-from tests.cluster.support import Cluster, running_cluster, send_until_acknowledged, wait_for
+from tests.cluster.support import Cluster, running_cluster, send_until_acknowledged, wait_for, wait_services
 from tests.support import PythonService, register
 
 KEYS = [f"c{i}" for i in range(8)]
@@ -68,14 +68,7 @@ def test_a_killed_node_loses_nothing_acknowledged(tmp_path: Path) -> None:
         PythonService("tests.cluster.services", "app", log_dir=tmp_path) as svc,
     ):
         register(cluster.nodes[0].admin_url, svc.url)
-        for node in cluster.nodes[1:]:
-            wait_for(
-                lambda n=node: (
-                    httpx.get(f"{n.admin_url}/services/ClusterSleeper", timeout=5).status_code == 200
-                ),
-                30,
-                "every node to see the registered services",
-            )
+        wait_services(cluster, "ClusterSleeper")
         before = cluster.wait_balanced(["n0", "n1", "n2"])
         victim = 2
         theirs = {p: epoch for p, (owner, epoch, _) in before.items() if owner == "n2"}

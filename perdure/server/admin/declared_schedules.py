@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 
 from perdure.protocol.discovery import ServiceManifest
@@ -96,6 +96,23 @@ class ScheduleDeclarations:
             reply = await self._runtime.call(functools.partial(_declare, service, schedules))
             if reply.kind == "error":
                 raise DeclarationError(f"schedules of '{service}': {reply.message}")
+
+    def follow(self, registry: Registry, owned: Callable[[], set[int]]) -> Callable[[], Awaitable[bool]]:
+        """A cluster node's registry refresh: each node applies the declarations of the schedules
+        in the partitions it owns, so it applies them again when another node registered a
+        deployment and when it owns partitions it did not own at the last refresh."""
+        applied: set[int] = set()
+
+        async def refresh() -> bool:
+            changed = await registry.refresh()
+            now = owned()
+            if changed or now - applied:
+                await self.apply_registered(registry)
+            applied.clear()
+            applied.update(now)
+            return changed
+
+        return refresh
 
     async def apply_registered(self, registry: Registry) -> None:
         """Apply what the latest revision of every registered service declares (at start)."""

@@ -132,11 +132,7 @@ def schedule_routes(runtime: Runtime, registry: Registry) -> list[BaseRoute]:
         name = name_of(request)
         if isinstance(name, JSONResponse):
             return name
-        resp = await submit("list", "")
-        for s in json.loads(bytes(resp.body)) if resp.status_code == 200 else []:
-            if s["name"] == name:
-                return JSONResponse(s)
-        return _error(404, f"schedule '{name}' not found")
+        return await submit("get", name)  # the owner's (on a cluster, the schedule's partition's)
 
     async def put_schedule(request: Request) -> Response:
         name = name_of(request)

@@ -43,7 +43,7 @@ class ClusterNode:
         self._storage = storage
         self.storage = storage
         self.runtime = runtime
-        self._refresh = refresh  # reload what other nodes registered (deployments, services)
+        self.refresh = refresh  # reload what other nodes registered (deployments, services)
         self._runtime = runtime
         self._renew_s = renew_s
         self.name = storage.node_name
@@ -137,8 +137,8 @@ class ClusterNode:
             await storage.release(dropped)
             self._moves.extend([time.monotonic()] * len(dropped))
             log.info("node %s handed partitions %s to other nodes", self.name, step.release)
-        if self._refresh is not None:
-            await self._refresh()
+        if self.refresh is not None:
+            await self.refresh()
         if step.acquire:
             taken = await storage.acquire(step.acquire)
             if taken:

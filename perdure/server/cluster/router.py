@@ -37,6 +37,7 @@ from perdure.server.cluster.node import ClusterNode
 from perdure.server.processor import mail
 from perdure.server.processor.commands import (
     Attach,
+    ChangeSchedule,
     Command,
     CompleteAwakeable,
     Ingest,
@@ -49,13 +50,24 @@ from perdure.server.processor.effects import Reply
 from perdure.server.processor.identity import invocation_id_for
 from perdure.server.processor.locality import Locality
 from perdure.server.processor.mail import MailInvoke, MailSignal
+from perdure.server.processor.schedules import timer_id
 from perdure.server.runtime import Abandoned, Runtime, Unavailable, wall_clock_ms
 from perdure.server.storage.interface import StorageError
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per forwarded request
 
 FORWARD_PATH = "/cluster/forward"
-_FORWARDED = (Invoke, Ingest, Attach, CompleteAwakeable, Terminate, ReplaceState, RestartAsNew)
+_FORWARDED = (
+    Invoke,
+    Ingest,
+    Attach,
+    CompleteAwakeable,
+    Terminate,
+    ReplaceState,
+    RestartAsNew,
+    ChangeSchedule,
+)
+SCHEDULE_OWNER_ACTIONS = ("put", "delete", "pause", "resume", "get")  # a schedule's partition owner's
 FORWARDED_HEADER = "x-perdure-forwarded-by"
 CONNECT_TIMEOUT_S = 2.0
 OWNER_WAIT_S = 30.0  # a takeover: lease TTL (6 s) + a placement step, with room for a loaded machine
@@ -82,6 +94,8 @@ def command_partition(cmd: Command, loc: Locality) -> int | None:
         return loc.of_id(cmd.awakeable.invocation.raw)
     if isinstance(cmd, ReplaceState):
         return loc.of_key(cmd.key)
+    if isinstance(cmd, ChangeSchedule) and cmd.action in SCHEDULE_OWNER_ACTIONS:
+        return loc.of_id(timer_id(cmd.name))  # a schedule belongs to its name's partition
     return None
 
 
@@ -245,9 +259,7 @@ def forward_routes(runtime: Runtime) -> list[BaseRoute]:
             cmd = wire.decode(await request.body())
         except wire.WireError as exc:
             return Response(str(exc), status_code=400)
-        if not isinstance(
-            cmd, Invoke | Ingest | Attach | CompleteAwakeable | Terminate | ReplaceState | RestartAsNew
-        ):
+        if not isinstance(cmd, _FORWARDED):
             return Response("not a command that is forwarded", status_code=400)
         waits = (isinstance(cmd, Invoke) and cmd.mode == "call") or (isinstance(cmd, Attach) and cmd.wait)
         try:

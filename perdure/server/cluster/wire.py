@@ -9,6 +9,7 @@ from typing import Any
 from perdure.protocol.ids import AwakeableRef
 from perdure.server.processor.commands import (
     Attach,
+    ChangeSchedule,
     CompleteAwakeable,
     Ingest,
     Invoke,
@@ -20,12 +21,14 @@ from perdure.server.processor.commands import (
 from perdure.server.processor.effects import Reply
 from perdure.server.processor.model import CallerRef, Failure, Outcome, Target
 from perdure.server.processor.portable import Codec, PortableError
+from perdure.server.processor.schedules import Schedule
 
 _CODEC = Codec(
     (
         Attach,
         AwakeableRef,
         CallerRef,
+        ChangeSchedule,
         CompleteAwakeable,
         Failure,
         Ingest,
@@ -35,6 +38,7 @@ _CODEC = Codec(
         ReplaceState,
         Reply,
         RestartAsNew,
+        Schedule,
         Target,
         Terminate,
     )

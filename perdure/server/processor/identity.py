@@ -25,8 +25,17 @@ def invocation_id_for(
     return InvocationId.generate(pk)
 
 
-def idempotent_id(service: str, key: str | None, handler: str, idempotency_key: str) -> InvocationId:
+def idempotent_id(
+    service: str,
+    key: str | None,
+    handler: str,
+    idempotency_key: str,
+    place: Callable[[int], int] | None = None,
+) -> InvocationId:
+    """`place` moves a service call's partition key (the idempotency key's hash) into a partition."""
     pk = partition_key_of(key if key is not None else idempotency_key)
+    if key is None and place is not None:
+        pk = place(pk)
     parts = (
         (service, key, handler, idempotency_key) if key is not None else (service, handler, idempotency_key)
     )

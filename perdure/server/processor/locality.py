@@ -48,7 +48,10 @@ class Locality:
 
     def random_pk_in(self, partition: int) -> int:
         """A random partition key inside `partition` (a callee kept beside its caller)."""
-        pk = identity.random_partition_key()  # type: ignore[attr-defined]
+        return self.pk_in(partition, identity.random_partition_key())  # type: ignore[attr-defined]
+
+    def pk_in(self, partition: int, pk: int) -> int:
+        """`pk` moved into `partition` (its low bits kept; unchanged with one partition)."""
         if not self.bits:
             return pk
         return (partition << (64 - self.bits)) | (pk & ((1 << (64 - self.bits)) - 1))

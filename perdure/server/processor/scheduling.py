@@ -14,9 +14,9 @@ from typing import Any
 from perdure.protocol.ids import IdError, InvocationId
 from perdure.server.processor.batch import Op
 from perdure.server.processor.commands import TIMER_SCHEDULE, ChangeSchedule, InvokeRequest, Timer
-from perdure.server.processor.core import ProcessorConfig, ProcessorCore
+from perdure.server.processor.core import PARTITION_MOVED, ProcessorConfig, ProcessorCore
 from perdure.server.processor.effects import Reply
-from perdure.server.processor.identity import invocation_id_for
+from perdure.server.processor.identity import idempotent_id, invocation_id_for
 from perdure.server.processor.locality import Locality
 from perdure.server.processor.model import COMPLETED, Invocation, Target
 from perdure.server.processor.schedules import (
@@ -48,21 +48,57 @@ class ScheduleCommands(ProcessorCore):
 
     def recover(self, recovery: Recovery, now_ms: int) -> None:
         super().recover(recovery, now_ms)
-        for data in recovery.load_schedules():
+        self._load_schedules(recovery.load_schedules(), None)
+
+    def adopt_partitions(self, parts: set[int], recovery: Recovery, now_ms: int) -> None:
+        """The schedules of adopted partitions are read again: the previous owner ticked them
+        (next tick, counters) since this node last loaded them."""
+        super().adopt_partitions(parts, recovery, now_ms)
+        self._load_schedules(recovery.load_schedules(), parts)
+
+    def _load_schedules(self, records: list[bytes], parts: set[int] | None) -> None:
+        for data in records:
             s = Schedule.decode(data)
+            if parts is not None and self._schedule_partition(s.name) not in parts:
+                continue
             self._schedules[s.name] = s
             self._schedule_timers[timer_id(s.name)] = s.name
-            if s.buffered_ms is not None:
+            if s.buffered_ms is not None and self._owns_schedule(s.name):
                 prev = self._running_tick(s)
                 if prev is None:
                     self._store(self._start_buffered(s))
                 else:
                     self._on_complete[prev.id.raw] = self._tick_completed
 
+    def _schedule_partition(self, name: str) -> int:
+        """A schedule belongs to one partition, by the hash of its name (its timer's id): only
+        that partition's owner arms and fires it, and its ticks' invocations live there."""
+        return self._loc.of_id(timer_id(name))
+
+    def _owns_schedule(self, name: str) -> bool:
+        return self._schedule_partition(name) in self._loc.owned
+
     # ------------------------------------------------------------------ admin
+
+    def _refuse_keyed(self, s: Schedule, token: int) -> bool:
+        """On a cluster a tick's invocation must live in its schedule's partition: a schedule of
+        an object or workflow key (whose invocations live in the key's partition) needs the
+        partition mailbox, so it is refused rather than ticking into another node's partition."""
+        if s.key is None or not self._loc.bits or self._loc.of_key(s.key) == self._schedule_partition(s.name):
+            return False
+        self._answer(
+            token,
+            422,
+            f"schedule '{s.name}': on a cluster a schedule can target an object or workflow key only "
+            "once calls between partitions are supported; target a service handler that calls it",
+        )
+        return True
 
     def _on_change_schedule(self, cmd: ChangeSchedule) -> None:
         current = self._schedules.get(cmd.name)
+        if cmd.action not in ("list", "declare") and not self._owns_schedule(cmd.name):
+            self._answer(cmd.token, 503, PARTITION_MOVED)  # the router sends it to the owner
+            return
         if cmd.action == "list":
             data: Any = [s.to_json() for _, s in sorted(self._schedules.items())]
             self._effects.append(Reply(cmd.token, "ok", code=200, data=data))
@@ -94,6 +130,8 @@ class ScheduleCommands(ProcessorCore):
         if svc is None or new.handler not in svc.handlers:
             self._answer(token, 404, f"handler '{new.service}/{new.handler}' not found")
             return
+        if self._refuse_keyed(new, token):
+            return
         s = self._replace_schedule(new, current)
         self._effects.append(Reply(token, "ok", code=201 if current is None else 200, data=s.to_json()))
 
@@ -101,6 +139,9 @@ class ScheduleCommands(ProcessorCore):
         """A deployment of `service` declares exactly these schedules (the SDK helper): new or
         changed ones are put (an operator's pause is kept), unchanged ones are left alone (so a
         re-registration neither re-arms nor doubles a tick), ones it no longer declares go."""
+        # On a cluster each node applies the declarations of the partitions it owns (every node
+        # applies them when the registry changes and when it takes partitions over).
+        declared = tuple(s for s in declared if self._owns_schedule(s.name))
         names = {s.name for s in declared}
         for s in declared:
             assert s.declared_by == service
@@ -111,7 +152,7 @@ class ScheduleCommands(ProcessorCore):
                 s = replace(s, paused=current.paused)
             self._replace_schedule(s, current)
         for old in list(self._schedules.values()):
-            if old.declared_by == service and old.name not in names:
+            if old.declared_by == service and old.name not in names and self._owns_schedule(old.name):
                 self._drop(old)
         data = [self._schedules[n].to_json() for n in sorted(names)]
         self._effects.append(Reply(token, "ok", code=200, data=data))
@@ -224,7 +265,17 @@ class ScheduleCommands(ProcessorCore):
                 workflow_retention_ms=svc.idempotency_retention_ms,
                 journal_retention_ms=svc.journal_retention_ms,
             )
-        iid = invocation_id_for(req.target, req.idempotency_key)
+        # A service tick lives in its schedule's partition (on one node: as any idempotent call).
+        here = self._schedule_partition(s.name)
+        assert req.idempotency_key is not None
+        t = req.target
+        iid = (
+            invocation_id_for(t, req.idempotency_key)
+            if t.key is not None
+            else idempotent_id(
+                t.service, None, t.handler, req.idempotency_key, lambda pk: self._loc.pk_in(here, pk)
+            )
+        )
         existing = self._get(iid.raw)
         if existing is None or self._expired(existing):
             if existing is not None:

@@ -41,6 +41,7 @@ def touched_partitions(b: WriteBatch, bits: int) -> set[int]:
     """The partitions perdure_commit fences for this batch (ids, timers, keyed operations), and
     perdure_mail those of the mailbox rows it applied."""
     out = {id_partition(raw, bits) for raw in batch_ids(b)}
+    out.update(partition for partition, _ in b.mail_done)  # the mailbox DELETE is fenced too
     out.update(key_partition(args[1], bits) for kind, args in b.ops if kind not in GLOBAL_OPS)
     out.update(p for p, _ in b.mail_done)  # perdure_mail fences the mailbox rows a batch applies
     return out
@@ -143,7 +144,7 @@ class LeasedMemoryStorage(MemoryStorage):
 
 class ScopedRecovery:
     """What a node adopting `partitions` loads (those partitions only), as `_Scoped` in postgres.py;
-    rules and schedules are cluster-wide and loaded at a processor's start only."""
+    rules are cluster-wide and loaded at a processor's start only."""
 
     def __init__(self, store: LeasedMemoryStorage, partitions: set[int]) -> None:
         self._store = store
@@ -173,4 +174,4 @@ class ScopedRecovery:
         return [], []
 
     def load_schedules(self) -> list[bytes]:
-        return []
+        return self._store.load_schedules()  # every one: the processor keeps its partitions

@@ -14,11 +14,12 @@ from typing import Any
 from perdure.protocol.ids import IdError, InvocationId
 from perdure.server.processor.batch import Op
 from perdure.server.processor.commands import TIMER_SCHEDULE, ChangeSchedule, InvokeRequest, Timer
-from perdure.server.processor.core import PARTITION_MOVED, ProcessorConfig, ProcessorCore
+from perdure.server.processor.core import ProcessorConfig
 from perdure.server.processor.effects import Reply
 from perdure.server.processor.identity import idempotent_id, invocation_id_for
 from perdure.server.processor.locality import Locality
 from perdure.server.processor.model import COMPLETED, Invocation, Target
+from perdure.server.processor.partitions import PARTITION_MOVED, Partitions
 from perdure.server.processor.schedules import (
     Schedule,
     count_ticks,
@@ -33,7 +34,7 @@ from perdure.server.storage.interface import Reader, Recovery
 JSON_HEADERS = (("content-type", "application/json"),)
 
 
-class ScheduleCommands(ProcessorCore):
+class ScheduleCommands(Partitions):
     def __init__(
         self,
         reader: Reader,

@@ -282,7 +282,7 @@ async def serve(settings: Settings) -> None:
         extra_routes=[
             *invocation_routes(runtime),
             *limits_routes(runtime),
-            *schedule_routes(runtime, registry),
+            *schedule_routes(runtime, registry, None if cluster is None else storage.load_schedules),
             *query_routes(query_engine),
             *state_routes(registry, replace_state),
             *journal_routes(storage.get_journal),

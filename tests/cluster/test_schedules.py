@@ -59,6 +59,9 @@ def test_a_schedule_ticks_once_cluster_wide_across_a_kill_and_takeover(tmp_path:
         spec = {"target": "ClusterTicker/tick", "body": {"n": "1"}, "every": "1s", "catch_up_max": 60}
         put = admin("PUT", f"{others[0].admin_url}/schedules/{NAME}", spec)
         assert put.status_code == 201, put.text  # forwarded to the partition's owner
+        for node in cluster.nodes:  # listed by every node, whichever owns it
+            listed = admin("GET", f"{node.admin_url}/schedules").json()["schedules"]
+            assert [s["name"] for s in listed] == [NAME], (node.admin_url, listed)
 
         wait_for(lambda: len(tick_times(cluster)) >= 3, TICKS_S_MAX, "three ticks", every_s=0.5)
         cluster.nodes[victim].kill()

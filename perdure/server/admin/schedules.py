@@ -104,7 +104,13 @@ def parse_schedule(name: str, body: Any, services: Registry | ServiceLookup) -> 
     )
 
 
-def schedule_routes(runtime: Runtime, registry: Registry) -> list[BaseRoute]:
+def schedule_routes(
+    runtime: Runtime, registry: Registry, stored: Callable[[], list[bytes]] | None = None
+) -> list[BaseRoute]:
+    """`stored` (a cluster node's): the committed schedule records of every partition. A node's
+    processor answers the list for the partitions it owns, with their latest state; the others'
+    come from the store, as their owners last committed them."""
+
     async def submit(action: str, name: str, schedule: Schedule | None = None) -> Response:
         try:
             reply = await runtime.call(lambda token: ChangeSchedule(action, name, schedule, token))
@@ -124,9 +130,14 @@ def schedule_routes(runtime: Runtime, registry: Registry) -> list[BaseRoute]:
 
     async def list_schedules(_: Request) -> Response:
         resp = await submit("list", "")
-        if isinstance(resp, JSONResponse) and resp.status_code == 200:
-            return JSONResponse({"schedules": json.loads(bytes(resp.body))})
-        return resp
+        if not isinstance(resp, JSONResponse) or resp.status_code != 200:
+            return resp
+        owned: list[dict[str, Any]] = json.loads(bytes(resp.body))
+        if stored is None:
+            return JSONResponse({"schedules": owned})
+        names = {s["name"] for s in owned}
+        others = [s.to_json() for s in map(Schedule.decode, stored()) if s.name not in names]
+        return JSONResponse({"schedules": sorted(owned + others, key=lambda s: str(s["name"]))})
 
     async def get_schedule(request: Request) -> Response:
         name = name_of(request)

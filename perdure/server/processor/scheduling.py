@@ -101,7 +101,9 @@ class ScheduleCommands(Partitions):
             self._answer(cmd.token, 503, PARTITION_MOVED)  # the router sends it to the owner
             return
         if cmd.action == "list":
-            data: Any = [s.to_json() for _, s in sorted(self._schedules.items())]
+            data: Any = [  # on a cluster the owned ones: the admin adds the others from the store
+                s.to_json() for name, s in sorted(self._schedules.items()) if self._owns_schedule(name)
+            ]
             self._effects.append(Reply(cmd.token, "ok", code=200, data=data))
             return
         if cmd.action == "put":

@@ -54,9 +54,11 @@ SUBSYSTEMS: tuple[tuple[str, str], ...] = (
 )
 
 
-def fold_py_spy(raw: Path) -> tuple[int, collections.Counter[str]]:
-    """Samples per subsystem from py-spy's raw (collapsed) output."""
+def fold_py_spy(raw: Path) -> tuple[int, collections.Counter[str], collections.Counter[str]]:
+    """Samples per subsystem, and per innermost frame (self time), from py-spy's raw
+    (collapsed) output."""
     shares: collections.Counter[str] = collections.Counter()
+    frames_self: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -65,7 +67,8 @@ def fold_py_spy(raw: Path) -> tuple[int, collections.Counter[str]]:
         total += int(count)
         frames = stack.split(";")
         shares[_subsystem(frames)] += int(count)
-    return total, shares
+        frames_self[frames[-1]] += int(count)
+    return total, shares, frames_self
 
 
 def _subsystem(frames: list[str]) -> str:
@@ -145,14 +148,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="greeter")
     parser.add_argument("--n", type=int, default=15000)
     parser.add_argument("-c", "--concurrency", type=int, default=32)
+    parser.add_argument("--top", type=int, default=0, help="also list the N frames with most self time")
+    parser.add_argument("--keep", type=Path, help="copy the tool's raw output here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="perdure-profile-") as tmp:
         out, ok = profile(args, Path(tmp))
+        if args.keep is not None:
+            shutil.copyfile(out, args.keep)
         if args.tool == "py-spy":
-            total, shares = fold_py_spy(out)
+            total, shares, frames_self = fold_py_spy(out)
             print(f"{total} samples holding the GIL over {ok} invocations")
             for name, count in shares.most_common():
                 print(f"{100.0 * count / max(1, total):5.1f}%  {name}")
+            if args.top:
+                print(f"frames with the most self time (top {args.top}):")
+                for frame, count in frames_self.most_common(args.top):
+                    print(f"{100.0 * count / max(1, total):5.1f}%  {frame}")
         else:
             calls = parse_strace(out)
             print(f"system calls per invocation ({ok} invocations):")

@@ -143,7 +143,7 @@ class LeasedMemoryStorage(MemoryStorage):
 
 
 class ScopedRecovery:
-    """What a node adopting `partitions` loads (those partitions only), as `_Scoped` in postgres.py;
+    """What a node adopting `partitions` loads (those partitions only), as `Scoped` in pg_reader.py;
     rules are cluster-wide and loaded at a processor's start only."""
 
     def __init__(self, store: LeasedMemoryStorage, partitions: set[int]) -> None:

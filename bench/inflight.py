@@ -4,7 +4,7 @@ long until the restarted server answers a new call, and until every one of them 
 
     python -m bench.inflight --sleep 4500 --awakeable 4500 --running 500
 
-Per server (fresh server and SDK process each, official Python SDK, `bench/inflight_service.py`):
+Per server (fresh server and SDK process each, official Python SDK, `tests/reliability/services/inflight.py`):
 the awakeable waiters are sent first (their send rate sets the schedule), then the sleepers and
 the runners, all aimed at one instant T far enough ahead for the sends to finish: sleepers sleep
 until T, runners stay inside one `ctx.run` until T. The server is killed 2 s before T and
@@ -30,7 +30,7 @@ import httpx
 
 from bench.procstat import tree_cpu_s
 from bench.starvation import greet
-from tests.reliability.test_starvation import bounded
+from tests.reliability.test_starvation import INFLIGHT_MODULE, bounded
 from tests.support import PythonService, make_server, register
 from tests.support.client import Ingress, query
 from tests.support.paths import restate_installed
@@ -80,9 +80,25 @@ async def resolve_all(url: str, admin_url: str) -> int:
     return len(ids)
 
 
-async def after_restart(*waits: Coroutine[Any, Any, float]) -> list[float]:
-    """All at once from the moment the server is healthy: each one's seconds."""
-    return list(await asyncio.gather(*waits))
+async def after_restart(
+    *waits: Coroutine[Any, Any, float], pids: tuple[int, int], samples: list[tuple[float, float, float]]
+) -> list[float]:
+    """All at once from the moment the server is healthy: each one's seconds; meanwhile, every
+    second, the CPU seconds used so far by the server and by the service (`pids`)."""
+    t0 = time.monotonic()
+    base = [tree_cpu_s(p) for p in pids]
+
+    async def sample() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            cpu = [tree_cpu_s(p) - b for p, b in zip(pids, base, strict=True)]
+            samples.append((time.monotonic() - t0, cpu[0], cpu[1]))
+
+    async with asyncio.TaskGroup() as tg:
+        sampler = tg.create_task(sample())
+        done = list(await asyncio.gather(*waits))
+        sampler.cancel()
+    return done
 
 
 def sleep_until(t_s: float) -> None:
@@ -91,7 +107,7 @@ def sleep_until(t_s: float) -> None:
 
 def run_one(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     server = make_server(kind, workdir / f"{kind}-data")
-    svc = PythonService("bench.inflight_service", "app", log_dir=workdir, name=f"inflight-{kind}")
+    svc = PythonService(INFLIGHT_MODULE, "app", log_dir=workdir, name=f"inflight-{kind}")
     url = server.ingress_url
     with server, svc:
         register(server.admin_url, svc.url)
@@ -119,6 +135,8 @@ def run_one(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
         server.start()
         healthy_s = time.monotonic() - t_restart
         cpu0 = tree_cpu_s(server.pid)  # start-up CPU up to health is counted apart
+        svc_cpu0 = tree_cpu_s(svc.pid)
+        samples: list[tuple[float, float, float]] = []
         greet_s, sleepers_s, runners_s = (
             healthy_s + x
             for x in asyncio.run(
@@ -128,10 +146,18 @@ def run_one(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
                     until_true(
                         lambda: count(server.admin_url, DONE.format("Runner")) >= args.running, WAIT_S
                     ),
+                    pids=(server.pid, svc.pid),
+                    samples=samples,
                 )
             )
         )
         recovery_cpu_s = tree_cpu_s(server.pid) - cpu0
+        service_cpu_s = tree_cpu_s(svc.pid) - svc_cpu0
+        for t, a, b in samples:
+            print(
+                f"  {kind} +{healthy_s + t:5.1f}s CPU so far: server {a:5.1f}s, service {b:5.1f}s",
+                file=sys.stderr,
+            )
         t_resolve = time.monotonic()
         resolved = asyncio.run(resolve_all(url, server.admin_url))
         awakeables_s = (
@@ -150,6 +176,7 @@ def run_one(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
         "sleepers_done_s": sleepers_s,
         "runners_done_s": runners_s,
         "recovery_cpu_s": recovery_cpu_s,
+        "service_cpu_s": service_cpu_s,
         "resolved": resolved,
         "awakeables_done_after_resolving_s": awakeables_s,
     }
@@ -182,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "sleepers_done_s",
         "runners_done_s",
         "recovery_cpu_s",
+        "service_cpu_s",
         "awakeables_done_after_resolving_s",
     )
     print(f"{'server':8} " + " ".join(f"{k:>20}" for k in keys) + "  (seconds from the restart)")

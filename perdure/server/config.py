@@ -96,6 +96,11 @@ class Settings:
         250, DURATION, "An attempt idle this long is parked (suspended) when others wait for a slot."
     )
     attempts_parked_max: int = _opt(10_000, INT, "Most parked attempts still winding down.")
+    # Resumptions, retries and attempts restarted after a restart hold at most this share of
+    # the slots: the rest stay free for first attempts (a new call starts at once).
+    other_attempts_percent: int = _opt(
+        50, INT, "Most slots (percent) held by attempts other than first attempts."
+    )
     # --- invoker ---
     inactivity_timeout_ms: int = _opt(
         60_000,
@@ -286,6 +291,8 @@ class Settings:
             )
         if self.concurrent_invocations_max < 1:
             raise ValueError("worker.invoker.concurrent-invocations-limit must be at least 1")
+        if not 1 <= self.other_attempts_percent <= 100:
+            raise ValueError("other_attempts_percent must be between 1 and 100")
         rate = self.backup_rate_max_bytes
         if self.backup_step_pages < 1 or (rate is not None and rate < 1):
             raise ValueError("backup_step_pages and backup_rate_max_bytes must be positive")

@@ -39,6 +39,7 @@ from perdure.server.processor.commands import ReplaceState
 from perdure.server.processor.core import ProcessorConfig
 from perdure.server.processor.locality import Locality
 from perdure.server.processor.processor import Processor
+from perdure.server.progress import log_recovery, process_age_s
 from perdure.server.query.catalog import CatalogSource, registry_catalog, with_subscription_lag
 from perdure.server.query.engine import LiveAttempts, QueryEngine, QueryLimits
 from perdure.server.query.live import live_attempts_of
@@ -218,6 +219,7 @@ async def serve(settings: Settings) -> None:
         concurrency_max=settings.concurrent_invocations_max,
         parked_max=settings.attempts_parked_max,
         park_idle_s=settings.attempt_park_idle_ms / 1000,
+        other_attempts_max=settings.concurrent_invocations_max * settings.other_attempts_percent // 100,
         h1_opener=h1_client,
         additional_headers=settings.additional_request_headers,
         signer=signer,
@@ -338,6 +340,7 @@ async def serve(settings: Settings) -> None:
                 tg.create_task(backups.run()),
                 *leases,
             ]
+            tg.create_task(log_recovery(runtime, invoker.admission))
             ingestion.start(tg)
             # A crash between a registration and its schedules' commit is mended here.
             await declarations.apply_registered(registry)
@@ -345,7 +348,7 @@ async def serve(settings: Settings) -> None:
                 await asyncio.sleep(0.005)
             log.info(
                 "perdure listening: ingress %s://%s:%d, admin %s://%s:%d, %s (ready in %.0f ms,"
-                " recovery %.0f ms)",
+                " recovery %.0f ms, %.0f ms from the process start)",
                 "https" if ingress_tls else "http",
                 ihost,
                 iport,
@@ -355,6 +358,7 @@ async def serve(settings: Settings) -> None:
                 describe_store(settings),
                 (time.monotonic() - t0) * 1000,
                 recovered_ms,
+                (process_age_s() or 0.0) * 1000,
             )
             stop_wait = tg.create_task(stop.wait())
             await asyncio.wait([stop_wait, *core], return_when=asyncio.FIRST_COMPLETED)

@@ -30,6 +30,8 @@ SLOW = 100
 SEND_CONCURRENCY = 64
 ANSWER_BOUND_S = 30.0  # today's fix answers in well under a second; before it, minutes
 WAKE_AFTER_S = 75.0
+PARKED_COUNT = "SELECT COUNT(*) AS n FROM state WHERE service_name = 'Parked'"
+PARKED_IDS = "SELECT value_utf8 FROM state WHERE service_name = 'Parked'"
 STATUS_COUNT = (
     "SELECT COUNT(*) AS n FROM sys_invocation WHERE target_service_name = '{service}'"
     " AND status {op} 'completed'"
@@ -97,10 +99,7 @@ async def test_new_calls_are_answered_behind_thousands_of_waiting_invocations(
 
         # Every waiter reached its wait (the awakeable ids are in the objects' state).
         await wait_until(
-            lambda: (
-                count(srv.admin_url, "SELECT COUNT(*) AS n FROM state WHERE service_name = 'Parked'")
-                == PARKED
-            ),
+            lambda: count(srv.admin_url, PARKED_COUNT) == PARKED,
             ANSWER_BOUND_S * 2,
             "every Parked object to store its awakeable id",
         )
@@ -116,10 +115,7 @@ async def test_new_calls_are_answered_behind_thousands_of_waiting_invocations(
             assert count(srv.admin_url, pending.format("Sleeper")) == SLEEPERS
         assert count(srv.admin_url, pending.format("Parked")) == PARKED
 
-        ids = [
-            r["value_utf8"]
-            for r in query(srv.admin_url, "SELECT value_utf8 FROM state WHERE service_name = 'Parked'")
-        ]
+        ids = [r["value_utf8"] for r in query(srv.admin_url, PARKED_IDS)]
         async with Ingress(srv.ingress_url) as ing:
             resolved = await bounded(
                 [ing.http.post(f"/restate/awakeables/{i.strip(chr(34))}/resolve", json="done") for i in ids]
@@ -133,3 +129,64 @@ async def test_new_calls_are_answered_behind_thousands_of_waiting_invocations(
             "every sleeper to wake",
         )
         await wait_until(lambda: count(srv.admin_url, done.format("Slow")) == SLOW, 120, "the slow calls")
+
+
+INFLIGHT_MODULE = "tests.reliability.services.inflight"
+DUE_SLEEPERS = 2_000
+DUE_PARKED = 1_000
+DUE_RUNNERS = 200
+DUE_MARGIN_S = 20.0  # beyond the sends' own time: the wake-up comes after every send is stored
+
+
+@pytest.mark.timeout(420)
+async def test_a_new_call_goes_ahead_of_a_restart_backlog(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """SIGKILL with thousands of sleepers due, awakeable waiters and attempts busy in a `ctx.run`:
+    after the restart a new call is answered ahead of that backlog (while most of it is still to
+    do), and every one of them completes; none completes before its time."""
+    total = DUE_SLEEPERS + DUE_RUNNERS
+    with (
+        running_server("perdure", tmp_path_factory) as srv,
+        PythonService(INFLIGHT_MODULE, "app", log_dir=tmp_path_factory.mktemp("inflight")) as svc,
+    ):
+        register(srv.admin_url, svc.url)
+        t0 = time.monotonic()
+        async with Ingress(srv.ingress_url) as ing:
+            sent = await bounded([ing.send(f"Parked/p{i}/wait") for i in range(DUE_PARKED)])
+            per_send_s = (time.monotonic() - t0) / DUE_PARKED
+            wake_at_s = time.time() + DUE_MARGIN_S + 2 * per_send_s * total
+            sent += await bounded(
+                [ing.send("Sleeper/until", wake_at_s) for _ in range(DUE_SLEEPERS)]
+                + [ing.send("Runner/until", wake_at_s) for _ in range(DUE_RUNNERS)]
+            )
+        assert {s.status_code for s in sent} == {202}
+        await wait_until(
+            lambda: count(srv.admin_url, PARKED_COUNT) == DUE_PARKED,
+            ANSWER_BOUND_S * 4,
+            "every Parked object to store its awakeable id",
+        )
+        done = STATUS_COUNT.format(service="{}", op="=")
+
+        def finished() -> int:
+            return count(srv.admin_url, done.format("Sleeper")) + count(srv.admin_url, done.format("Runner"))
+
+        assert time.time() < wake_at_s - 2, "the sends ran past the wake-up: raise DUE_MARGIN_S"
+        assert finished() == 0  # nobody woke early
+        srv.kill()
+        await asyncio.sleep(max(0.0, wake_at_s + 1 - time.time()))  # every sleeper due at the restart
+        srv.start()
+        after_s = await greet_within(srv.ingress_url, ANSWER_BOUND_S)
+        finished_then = finished()
+        print(f"greet {after_s:.2f}s after the restart, {finished_then} of {total} done by then")
+        # The new call did not queue behind the backlog (before the fix it came with its end).
+        assert finished_then < total // 2, f"{finished_then} of {total} finished before the new call"
+
+        await wait_until(lambda: finished() == total, 180, "every sleeper and runner to finish")
+        ids = [r["value_utf8"] for r in query(srv.admin_url, PARKED_IDS)]
+        async with Ingress(srv.ingress_url) as ing:
+            resolved = await bounded(
+                [ing.http.post(f"/restate/awakeables/{i.strip(chr(34))}/resolve", json="done") for i in ids]
+            )
+        assert {r.status_code for r in resolved} <= {200, 202}, {r.status_code for r in resolved}
+        await wait_until(
+            lambda: count(srv.admin_url, done.format("Parked")) == DUE_PARKED, 180, "the awakeable waiters"
+        )

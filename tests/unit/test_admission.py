@@ -91,3 +91,25 @@ def test_a_queued_attempt_dropped_before_it_starts_leaves_no_trace() -> None:
     assert adm.waiting == 0
     assert adm.finish("a", now=0.2) == []
     assert adm.active == 0
+
+
+def test_a_first_attempt_starts_at_once_while_a_backlog_of_others_waits() -> None:
+    adm = Admission(4, parked_max=10, park_idle_s=1.0, others_max=2)
+    started = [adm.offer(f"resume{i}", fresh=False, now=0.0) for i in range(5000)]
+    assert started[:2] == [True, True] and not any(started[2:])
+    assert (adm.active, adm.waiting) == (2, 4998)
+    assert adm.offer("new", fresh=True, now=0.0)  # a free slot: the others' share is full
+    assert adm.offer("new2", fresh=True, now=0.0)
+    assert not adm.offer("new3", fresh=True, now=0.0)  # every slot taken now
+    assert adm.finish("resume0", now=0.5) in (["new3"], ["resume2"])
+
+
+def test_past_their_share_other_attempts_park_idle_others_not_first_attempts() -> None:
+    adm = Admission(4, parked_max=10, park_idle_s=1.0, others_max=2)
+    adm.offer("new", fresh=True, now=0.0)  # idle the longest, but a first attempt
+    adm.offer("r0", fresh=False, now=0.1)
+    adm.offer("r1", fresh=False, now=0.2)
+    adm.offer("r2", fresh=False, now=0.3)
+    room = adm.make_room(now=5.0)
+    assert room.park == ["r0"] and room.admitted == ["r2"]
+    assert (adm.active, adm.parked, adm.waiting) == (3, 1, 0)

@@ -12,6 +12,11 @@ or the abort timeout) and are bounded by `parked_max`.
 Waiters are served from two queues in turn, first attempts of new invocations
 and every other attempt (retries, resumptions, recovery after a restart), so
 neither a backlog of resumptions nor a burst of new work starves the other.
+Other attempts hold at most `others_max` slots: the rest stay free for first
+attempts, so a new invocation starts at once however many resumptions wait
+(after a restart with thousands due), and the service it runs on is not busy
+with more than `others_max` replays when it arrives. Past that share, waiting
+other attempts make room by parking idle ones, as when every slot is taken.
 
 Sans-IO: tokens are opaque hashable values, time comes from the caller.
 """
@@ -37,18 +42,25 @@ class RoomMade(Generic[T]):
 
 
 class Admission(Generic[T]):
-    def __init__(self, capacity: int, *, parked_max: int, park_idle_s: float) -> None:
+    def __init__(
+        self, capacity: int, *, parked_max: int, park_idle_s: float, others_max: int | None = None
+    ) -> None:
         if capacity < 1:
             raise ValueError("the concurrency limit must be at least 1")
         self.capacity = capacity
+        self.others_max = capacity if others_max is None else max(1, min(capacity, others_max))
         self.parked_max = parked_max
         self.park_idle_s = park_idle_s
         self._active: set[T] = set()
-        self._idle: OrderedDict[T, float] = OrderedDict()  # parkable active tokens, oldest first
+        self._others: set[T] = set()  # the active tokens that are not first attempts
+        # Parkable active tokens, oldest first: first attempts, and the others.
+        self._idle_first: OrderedDict[T, float] = OrderedDict()
+        self._idle_others: OrderedDict[T, float] = OrderedDict()
         self._parked: set[T] = set()
         self._fresh: deque[T] = deque()
         self._again: deque[T] = deque()
-        self._queued: set[T] = set()
+        self._queued: dict[T, float] = {}  # waiting tokens: since when
+        self._wait_max = [0.0, 0.0]  # longest slot wait of first attempts, of others (progress log)
         self._fresh_turn = True
         self.parked_total = 0
 
@@ -64,31 +76,39 @@ class Admission(Generic[T]):
     def waiting(self) -> int:
         return len(self._queued)
 
+    def take_wait_max(self) -> tuple[float, float]:
+        """The longest slot waits (first attempts, others) since the last call; resets them."""
+        fresh, again = self._wait_max
+        self._wait_max = [0.0, 0.0]
+        return fresh, again
+
     def offer(self, token: T, *, fresh: bool, now: float) -> bool:
         """A new attempt. True: it holds a slot and may start now; False: queued."""
         assert token not in self._active and token not in self._queued, "token offered twice"
-        if len(self._active) < self.capacity and not self._queued:
-            self._take_slot(token, now)
+        lane = self._fresh if fresh else self._again
+        if not lane and self._room_for(fresh):
+            self._take_slot(token, now, fresh)
             return True
-        (self._fresh if fresh else self._again).append(token)
-        self._queued.add(token)
+        lane.append(token)
+        self._queued[token] = now
         return False
 
     def activity(self, token: T, *, parkable: bool, now: float) -> None:
         """The attempt exchanged a message; `parkable` is False while a run is open."""
         if token not in self._active:
             return
+        idle = self._idle_others if token in self._others else self._idle_first
         if parkable:
-            self._idle[token] = now
-            self._idle.move_to_end(token)
+            idle[token] = now
+            idle.move_to_end(token)
         else:
-            self._idle.pop(token, None)
+            idle.pop(token, None)
 
     def finish(self, token: T, now: float) -> list[T]:
         """The attempt ended (or was dropped while queued); returns the tokens
         admitted into the freed slot, if any."""
         if token in self._queued:
-            self._queued.discard(token)
+            del self._queued[token]
             for q in (self._fresh, self._again):
                 try:
                     q.remove(token)
@@ -97,47 +117,72 @@ class Admission(Generic[T]):
                     continue
             return []
         self._parked.discard(token)
-        self._idle.pop(token, None)
-        if token in self._active:
-            self._active.discard(token)
+        self._release(token)
         return self._fill(now)
 
     def make_room(self, now: float) -> RoomMade[T]:
-        """While attempts wait and no slot is free, park the longest-idle
-        parkable attempts whose idle time has reached `park_idle_s`."""
+        """While attempts wait for want of a slot (or of the others' share), park the
+        longest-idle parkable attempts whose idle time has reached `park_idle_s`."""
         out: RoomMade[T] = RoomMade()
         out.admitted.extend(self._fill(now))
-        while self._queued and len(self._active) >= self.capacity:
-            if len(self._parked) >= self.parked_max or not self._idle:
+        while len(self._parked) < self.parked_max:
+            candidate = self._to_park()
+            if candidate is None:
                 break  # nothing can be parked now; a finishing attempt frees a slot
-            token, since = next(iter(self._idle.items()))
+            token, since = candidate
             due = since + self.park_idle_s
             if due > now:
                 out.next_check_s = due - now
                 break
-            del self._idle[token]
-            self._active.discard(token)
+            self._release(token)
             self._parked.add(token)
             self.parked_total += 1
             out.park.append(token)
             out.admitted.extend(self._fill(now))
         return out
 
+    def _to_park(self) -> tuple[T, float] | None:
+        """The longest-idle attempt whose parking would let a waiter in, if any."""
+        pools: tuple[OrderedDict[T, float], ...]
+        if self._queued and len(self._active) >= self.capacity:
+            pools = (self._idle_first, self._idle_others)  # any slot will do
+        elif self._again and len(self._others) >= self.others_max:
+            pools = (self._idle_others,)  # only the others' share is short
+        else:
+            return None
+        heads = [next(iter(p.items())) for p in pools if p]
+        return min(heads, key=lambda h: h[1]) if heads else None
+
+    def _room_for(self, fresh: bool) -> bool:
+        if len(self._active) >= self.capacity:
+            return False
+        return fresh or len(self._others) < self.others_max
+
     def _fill(self, now: float) -> list[T]:
         admitted: list[T] = []
-        while self._queued and len(self._active) < self.capacity:
-            token = self._next_waiter()
-            self._take_slot(token, now)
+        while True:
+            fresh_ok = bool(self._fresh) and self._room_for(True)
+            again_ok = bool(self._again) and self._room_for(False)
+            if not (fresh_ok or again_ok):
+                return admitted
+            fresh = fresh_ok and (self._fresh_turn or not again_ok)
+            self._fresh_turn = not fresh
+            token = (self._fresh if fresh else self._again).popleft()
+            i = 0 if fresh else 1
+            self._wait_max[i] = max(self._wait_max[i], now - self._queued.pop(token))
+            self._take_slot(token, now, fresh)
             admitted.append(token)
-        return admitted
 
-    def _next_waiter(self) -> T:
-        first, second = (self._fresh, self._again) if self._fresh_turn else (self._again, self._fresh)
-        self._fresh_turn = not self._fresh_turn
-        token = first.popleft() if first else second.popleft()
-        self._queued.discard(token)
-        return token
-
-    def _take_slot(self, token: T, now: float) -> None:
+    def _take_slot(self, token: T, now: float, fresh: bool) -> None:
         self._active.add(token)
-        self._idle[token] = now  # a starting attempt has nothing open yet
+        if fresh:
+            self._idle_first[token] = now  # a starting attempt has nothing open yet
+        else:
+            self._others.add(token)
+            self._idle_others[token] = now
+
+    def _release(self, token: T) -> None:
+        self._active.discard(token)
+        self._others.discard(token)
+        self._idle_first.pop(token, None)
+        self._idle_others.pop(token, None)

@@ -57,6 +57,7 @@ class Invoker:
         concurrency_max: int = 1_000,
         parked_max: int = 10_000,
         park_idle_s: float = 0.25,
+        other_attempts_max: int | None = None,
         h1_opener: Opener | None = None,
         additional_headers: Mapping[str, str] | None = None,
         signer: RequestSigner | None = None,
@@ -73,7 +74,7 @@ class Invoker:
         self._attempts: dict[bytes, Attempt] = {}
         self._tg: asyncio.TaskGroup | None = None
         self.admission: Admission[Attempt] = Admission(
-            concurrency_max, parked_max=parked_max, park_idle_s=park_idle_s
+            concurrency_max, parked_max=parked_max, park_idle_s=park_idle_s, others_max=other_attempts_max
         )
         self._room_wanted = asyncio.Event()
         self._telemetry = telemetry

@@ -1,6 +1,7 @@
-"""Services for `bench.inflight`: the starvation scenario's waiters (`Sleeper`, `Parked`, `Greeter`)
-and `Runner.until`, an invocation whose attempt is busy inside one `ctx.run` until a given Unix
-time (running, not suspended, when the server is killed)."""
+"""Services for the restart-with-work-in-flight test and `bench.inflight`: the starvation
+scenario's waiters (`Sleeper`, `Parked`, `Greeter`) and `Runner.until`, an invocation whose
+attempt is busy inside one `ctx.run` until a given Unix time (running, not suspended, when the
+server is killed)."""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ class Settings:
     # Resumptions, retries and attempts restarted after a restart hold at most this share of
     # the slots: the rest stay free for first attempts (a new call starts at once).
     other_attempts_percent: int = _opt(
-        50, INT, "Most slots (percent) held by attempts other than first attempts."
+        25, INT, "Most slots (percent) held by attempts other than first attempts."
     )
     # --- invoker ---
     inactivity_timeout_ms: int = _opt(

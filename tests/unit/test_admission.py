@@ -111,5 +111,22 @@ def test_past_their_share_other_attempts_park_idle_others_not_first_attempts() -
     adm.offer("r1", fresh=False, now=0.2)
     adm.offer("r2", fresh=False, now=0.3)
     room = adm.make_room(now=5.0)
-    assert room.park == ["r0"] and room.admitted == ["r2"]
-    assert (adm.active, adm.parked, adm.waiting) == (3, 1, 0)
+    # r0 is parked, but the service still runs it until it ends: its share is not free yet.
+    assert room.park == ["r0"] and room.admitted == []
+    assert (adm.active, adm.parked, adm.waiting) == (2, 1, 1)
+    assert adm.make_room(now=6.0).park == []  # one winding down is enough for one waiter
+    assert adm.finish("r0", now=6.5) == ["r2"]
+    assert (adm.active, adm.parked, adm.waiting) == (3, 0, 0)
+
+
+def test_parked_other_attempts_count_against_their_share_until_they_end() -> None:
+    # A slow service: resumed attempts silent for longer than the park delay are parked, but no
+    # more than the share of them is ever in flight (parking does not stop the service's work).
+    adm = Admission(10, parked_max=100, park_idle_s=0.25, others_max=3)
+    for i in range(50):
+        adm.offer(f"r{i}", fresh=False, now=0.0)
+    started = set()
+    for step in range(1, 40):
+        started.update(adm.make_room(now=step * 1.0).admitted)
+        assert adm.active + adm.parked <= 3
+    assert started == set() and adm.parked == 3  # nobody ended: nobody else started

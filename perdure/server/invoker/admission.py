@@ -12,11 +12,16 @@ or the abort timeout) and are bounded by `parked_max`.
 Waiters are served from two queues in turn, first attempts of new invocations
 and every other attempt (retries, resumptions, recovery after a restart), so
 neither a backlog of resumptions nor a burst of new work starves the other.
-Other attempts hold at most `others_max` slots: the rest stay free for first
-attempts, so a new invocation starts at once however many resumptions wait
-(after a restart with thousands due), and the service it runs on is not busy
-with more than `others_max` replays when it arrives. Past that share, waiting
-other attempts make room by parking idle ones, as when every slot is taken.
+Other attempts in flight, holding a slot or parked and still winding down, are
+at most `others_max`: the rest of the slots stay free for first attempts, so a
+new invocation starts at once however many resumptions wait (after a restart
+with thousands due), and the service it runs on is not busy with more than
+`others_max` replays when it arrives. A parked attempt counts until it ends
+because the service still runs it: parking frees our slot, not the service's
+work (when parking freed the share at once, a slow service had every resumed
+attempt parked 250 ms after its start and thousands replaying at once). Past
+the share, waiting other attempts park idle ones (as many as wait), whose
+share is theirs once they have wound down.
 
 Sans-IO: tokens are opaque hashable values, time comes from the caller.
 """
@@ -52,7 +57,8 @@ class Admission(Generic[T]):
         self.parked_max = parked_max
         self.park_idle_s = park_idle_s
         self._active: set[T] = set()
-        self._others: set[T] = set()  # the active tokens that are not first attempts
+        self._others: set[T] = set()  # other attempts in flight: active or parked, until they end
+        self._others_parked: set[T] = set()
         # Parkable active tokens, oldest first: first attempts, and the others.
         self._idle_first: OrderedDict[T, float] = OrderedDict()
         self._idle_others: OrderedDict[T, float] = OrderedDict()
@@ -117,6 +123,8 @@ class Admission(Generic[T]):
                     continue
             return []
         self._parked.discard(token)
+        self._others_parked.discard(token)
+        self._others.discard(token)
         self._release(token)
         return self._fill(now)
 
@@ -136,18 +144,25 @@ class Admission(Generic[T]):
                 break
             self._release(token)
             self._parked.add(token)
+            if token in self._others:
+                self._others_parked.add(token)  # still the service's work: keeps its share
             self.parked_total += 1
             out.park.append(token)
             out.admitted.extend(self._fill(now))
         return out
 
     def _to_park(self) -> tuple[T, float] | None:
-        """The longest-idle attempt whose parking would let a waiter in, if any."""
+        """The longest-idle attempt whose parking would let a waiter in (now, or once it has
+        wound down), if any."""
         pools: tuple[OrderedDict[T, float], ...]
-        if self._queued and len(self._active) >= self.capacity:
+        if self._fresh and len(self._active) >= self.capacity:
             pools = (self._idle_first, self._idle_others)  # any slot will do
         elif self._again and len(self._others) >= self.others_max:
-            pools = (self._idle_others,)  # only the others' share is short
+            if len(self._others_parked) >= len(self._again):
+                return None  # enough winding down for every waiter
+            pools = (self._idle_others,)  # the share is short: it frees when they end
+        elif self._again and len(self._active) >= self.capacity:
+            pools = (self._idle_first, self._idle_others)
         else:
             return None
         heads = [next(iter(p.items())) for p in pools if p]
@@ -182,7 +197,7 @@ class Admission(Generic[T]):
             self._idle_others[token] = now
 
     def _release(self, token: T) -> None:
+        """The token holds no slot any more (ended or parked); a parked one stays in `_others`."""
         self._active.discard(token)
-        self._others.discard(token)
         self._idle_first.pop(token, None)
         self._idle_others.pop(token, None)

@@ -321,6 +321,9 @@ async def serve(settings: Settings) -> None:
                 pass  # the lease keeper starts after recovery (which must see a fixed set)
             elif not isinstance(storage, SqliteStorage):
                 leases.append(tg.create_task(_keep_leases(storage, settings)))
+            # Health answers before recovery starts (its worker thread competes for the GIL).
+            while not (ingress_server.started and admin_server.started):
+                await asyncio.sleep(0.005)
             t_recover = time.monotonic()
             await runtime.recover()
             recovered_ms = (time.monotonic() - t_recover) * 1000
@@ -344,8 +347,6 @@ async def serve(settings: Settings) -> None:
             ingestion.start(tg)
             # A crash between a registration and its schedules' commit is mended here.
             await declarations.apply_registered(registry)
-            while not (ingress_server.started and admin_server.started):
-                await asyncio.sleep(0.005)
             log.info(
                 "perdure listening: ingress %s://%s:%d, admin %s://%s:%d, %s (ready in %.0f ms,"
                 " recovery %.0f ms, %.0f ms from the process start)",

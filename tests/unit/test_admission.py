@@ -122,11 +122,12 @@ def test_past_their_share_other_attempts_park_idle_others_not_first_attempts() -
 def test_parked_other_attempts_count_against_their_share_until_they_end() -> None:
     # A slow service: resumed attempts silent for longer than the park delay are parked, but no
     # more than the share of them is ever in flight (parking does not stop the service's work).
-    adm = Admission(10, parked_max=100, park_idle_s=0.25, others_max=3)
+    adm = Admission(10, parked_max=100, park_idle_s=0.25, others_max=8)
     for i in range(50):
         adm.offer(f"r{i}", fresh=False, now=0.0)
     started = set()
     for step in range(1, 40):
         started.update(adm.make_room(now=step * 1.0).admitted)
-        assert adm.active + adm.parked <= 3
-    assert started == set() and adm.parked == 3  # nobody ended: nobody else started
+        assert adm.active + adm.parked <= 8
+    assert started == set()  # nobody ended: nobody else started
+    assert (adm.active, adm.parked) == (6, 2)  # at most a quarter of the share parked at once

@@ -20,8 +20,8 @@ with thousands due), and the service it runs on is not busy with more than
 because the service still runs it: parking frees our slot, not the service's
 work (when parking freed the share at once, a slow service had every resumed
 attempt parked 250 ms after its start and thousands replaying at once). Past
-the share, waiting other attempts park idle ones (as many as wait), whose
-share is theirs once they have wound down.
+the share, waiting other attempts park idle ones (as many as wait, and at most
+a quarter of the share at once), whose share is theirs once they have wound down.
 
 Sans-IO: tokens are opaque hashable values, time comes from the caller.
 """
@@ -59,6 +59,7 @@ class Admission(Generic[T]):
         self._active: set[T] = set()
         self._others: set[T] = set()  # other attempts in flight: active or parked, until they end
         self._others_parked: set[T] = set()
+        self._parked_others_max = max(1, self.others_max // 4)
         # Parkable active tokens, oldest first: first attempts, and the others.
         self._idle_first: OrderedDict[T, float] = OrderedDict()
         self._idle_others: OrderedDict[T, float] = OrderedDict()
@@ -158,8 +159,10 @@ class Admission(Generic[T]):
         if self._fresh and len(self._active) >= self.capacity:
             pools = (self._idle_first, self._idle_others)  # any slot will do
         elif self._again and len(self._others) >= self.others_max:
-            if len(self._others_parked) >= len(self._again):
-                return None  # enough winding down for every waiter
+            if len(self._others_parked) >= min(len(self._again), self._parked_others_max):
+                # Enough winding down for the waiters. Bounded too: an attempt whose service is
+                # only slow to answer counts as idle, and parking it frees nothing until it ends.
+                return None
             pools = (self._idle_others,)  # the share is short: it frees when they end
         elif self._again and len(self._active) >= self.capacity:
             pools = (self._idle_first, self._idle_others)

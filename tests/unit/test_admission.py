@@ -131,3 +131,24 @@ def test_parked_other_attempts_count_against_their_share_until_they_end() -> Non
         assert adm.active + adm.parked <= 8
     assert started == set()  # nobody ended: nobody else started
     assert (adm.active, adm.parked) == (6, 2)  # at most a quarter of the share parked at once
+
+
+def test_other_attempts_inside_a_run_leave_the_share_to_the_next_resumptions() -> None:
+    # Resumed attempts busy in long `ctx.run`s are past their replay: they keep their slots,
+    # not the others' share, so the resumptions behind them start (bounded by the slots).
+    adm = Admission(6, parked_max=10, park_idle_s=1.0, others_max=2)
+    started = [adm.offer(f"r{i}", fresh=False, now=0.0) for i in range(8)]
+    assert started[:2] == [True, True] and not any(started[2:])
+    assert adm.activity("r0", parkable=False, now=0.1)  # r0 opened a run: room in the share
+    assert adm.make_room(now=0.1).admitted == ["r2"]
+    assert not adm.activity("r0", parkable=False, now=0.2)  # still the same run
+    for token in ("r1", "r2"):
+        adm.activity(token, parkable=False, now=0.3)
+    assert adm.make_room(now=0.3).admitted == ["r3", "r4"]
+    assert (adm.active, adm.waiting) == (5, 3)
+    adm.activity("r0", parkable=True, now=0.4)  # its run ended: r0 counts against the share again
+    assert adm.make_room(now=0.4).admitted == []  # share full (r0, r3, r4 hold it)
+    assert adm.offer("new", fresh=True, now=0.4)  # the last slot: a first attempt's
+    assert adm.finish("r1", now=0.5) == []  # a slot freed, but the share is still full
+    assert adm.finish("r3", now=0.6) == []  # r0 and r4 still fill the share of 2
+    assert adm.finish("r4", now=0.7) == ["r5"]

@@ -22,6 +22,9 @@ work (when parking freed the share at once, a slow service had every resumed
 attempt parked 250 ms after its start and thousands replaying at once). Past
 the share, waiting other attempts park idle ones (as many as wait, and at most
 a quarter of the share at once), whose share is theirs once they have wound down.
+An other attempt inside a `ctx.run` is past its replay: while the run is open
+it holds its slot but not its share, so resumed attempts busy in long runs do
+not shut the resumptions behind them out (they are bounded by the slots only).
 
 Sans-IO: tokens are opaque hashable values, time comes from the caller.
 """
@@ -59,6 +62,7 @@ class Admission(Generic[T]):
         self._active: set[T] = set()
         self._others: set[T] = set()  # other attempts in flight: active or parked, until they end
         self._others_parked: set[T] = set()
+        self._others_in_run: set[T] = set()  # active others with a run open: outside the share
         self._parked_others_max = max(1, self.others_max // 4)
         # Parkable active tokens, oldest first: first attempts, and the others.
         self._idle_first: OrderedDict[T, float] = OrderedDict()
@@ -100,16 +104,24 @@ class Admission(Generic[T]):
         self._queued[token] = now
         return False
 
-    def activity(self, token: T, *, parkable: bool, now: float) -> None:
-        """The attempt exchanged a message; `parkable` is False while a run is open."""
+    def activity(self, token: T, *, parkable: bool, now: float) -> bool:
+        """The attempt exchanged a message; `parkable` is False while a run is open.
+        True when that left room in the others' share (a run opened): waiters may fit."""
         if token not in self._active:
-            return
-        idle = self._idle_others if token in self._others else self._idle_first
+            return False
+        other = token in self._others
+        idle = self._idle_others if other else self._idle_first
         if parkable:
             idle[token] = now
             idle.move_to_end(token)
-        else:
-            idle.pop(token, None)
+            if other:
+                self._others_in_run.discard(token)
+            return False
+        idle.pop(token, None)
+        if other and token not in self._others_in_run:
+            self._others_in_run.add(token)
+            return bool(self._again)
+        return False
 
     def finish(self, token: T, now: float) -> list[T]:
         """The attempt ended (or was dropped while queued); returns the tokens
@@ -126,6 +138,7 @@ class Admission(Generic[T]):
         self._parked.discard(token)
         self._others_parked.discard(token)
         self._others.discard(token)
+        self._others_in_run.discard(token)
         self._release(token)
         return self._fill(now)
 
@@ -158,7 +171,7 @@ class Admission(Generic[T]):
         pools: tuple[OrderedDict[T, float], ...]
         if self._fresh and len(self._active) >= self.capacity:
             pools = (self._idle_first, self._idle_others)  # any slot will do
-        elif self._again and len(self._others) >= self.others_max:
+        elif self._again and self._others_held() >= self.others_max:
             if len(self._others_parked) >= min(len(self._again), self._parked_others_max):
                 # Enough winding down for the waiters. Bounded too: an attempt whose service is
                 # only slow to answer counts as idle, and parking it frees nothing until it ends.
@@ -174,7 +187,11 @@ class Admission(Generic[T]):
     def _room_for(self, fresh: bool) -> bool:
         if len(self._active) >= self.capacity:
             return False
-        return fresh or len(self._others) < self.others_max
+        return fresh or self._others_held() < self.others_max
+
+    def _others_held(self) -> int:
+        """Other attempts counted against their share: in flight, and not inside a run."""
+        return len(self._others) - len(self._others_in_run)
 
     def _fill(self, now: float) -> list[T]:
         admitted: list[T] = []

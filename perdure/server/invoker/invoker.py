@@ -137,7 +137,8 @@ class Invoker:
         return asyncio.get_running_loop().time()
 
     def _activity(self, attempt: Attempt, parkable: bool) -> None:
-        self.admission.activity(attempt, parkable=parkable, now=self._now())
+        if self.admission.activity(attempt, parkable=parkable, now=self._now()):
+            self._room_wanted.set()  # a run opened: the others' share has room again
 
     def _launch(self, attempt: Attempt) -> None:
         assert self._tg is not None, "invoker not bound to a task group"

@@ -21,7 +21,8 @@ ADDS = 120
 SLEEPERS = 24
 NAP_MS = 5000
 CONCURRENCY = 8
-TAKEOVER_S_MAX = 30.0  # expected: about the lease TTL 6 s (placement wakes at its expiry); generous for a loaded machine
+# Expected: about the lease TTL 6 s (placement wakes at its expiry); generous for a loaded machine.
+TAKEOVER_S_MAX = 30.0
 DONE_S_MAX = 90.0
 REQUEST_S_MAX = 60.0
 KILLED_AT: list[float] = []

@@ -20,7 +20,8 @@ from tests.support import PythonService, register
 
 NAME = "cluster-every-second"
 TICKS_AFTER_TAKEOVER = 3
-TAKEOVER_S_MAX = 60.0  # expected: about the lease TTL 6 s (placement wakes at its expiry); generous for a loaded machine
+# Expected: about the lease TTL 6 s (placement wakes at its expiry); generous for a loaded machine.
+TAKEOVER_S_MAX = 60.0
 TICKS_S_MAX = 90.0
 RETRY_S_MAX = 30.0
 

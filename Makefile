@@ -9,6 +9,7 @@ $(BIN)/perdure: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m compileall -q perdure
 	touch $(BIN)/perdure
 
 setup: $(BIN)/perdure

@@ -62,13 +62,13 @@ def grow(db: Path, stored: int) -> None:
     try:
         far = int(time.time() * 1000) + 365 * 86_400_000
         rows = conn.execute(
-            "SELECT id, status, service, key, created_at, record FROM invocation WHERE status = 'completed'"
+            "SELECT seq, status, service, key, created_at, record FROM invocation WHERE status = 'completed'"
         ).fetchall()
         if not rows:
             raise RuntimeError("the seed left no completed invocations to copy")
         journals = {
             r[0]: conn.execute(
-                "SELECT idx, type, body, appended_at FROM journal WHERE id = ?", (r[0],)
+                "SELECT idx, type, body, appended_at FROM journal WHERE inv = ?", (r[0],)
             ).fetchall()
             for r in rows
         }
@@ -77,21 +77,22 @@ def grow(db: Path, stored: int) -> None:
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         new_ids = sorted(os.urandom(24) for _ in range(max(0, stored - len(rows))))
+        first = conn.execute("SELECT max(seq) FROM invocation").fetchone()[0] + 1
         for start in range(0, len(new_ids), COPY_CHUNK):
             inv: list[tuple[object, ...]] = []
             jrn: list[tuple[object, ...]] = []
             for i, new_id in enumerate(new_ids[start : start + COPY_CHUNK], start):
                 src = rows[i % len(rows)]
-                inv.append((new_id, src[1], src[2], src[3], src[4], far, src[5]))
-                jrn.extend((new_id, *e) for e in journals[src[0]])
+                inv.append((first + i, new_id, src[1], src[2], src[3], src[4], far, src[5]))
+                jrn.extend((first + i, *e) for e in journals[src[0]])
             conn.execute("BEGIN")
             conn.executemany(
-                "INSERT INTO invocation (id, status, service, key, created_at, expires_at, record) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO invocation (seq, id, status, service, key, created_at, expires_at, record) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 inv,
             )
             conn.executemany(
-                "INSERT INTO journal (id, idx, type, body, appended_at) VALUES (?, ?, ?, ?, ?)", jrn
+                "INSERT INTO journal (inv, idx, type, body, appended_at) VALUES (?, ?, ?, ?, ?)", jrn
             )
             conn.execute("COMMIT")
         conn.execute("PRAGMA journal_mode=WAL")

@@ -9,7 +9,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from perdure.server.processor.batch import WriteBatch
+from perdure.server.processor.batch import Op, WriteBatch
 from perdure.server.storage.checkpointer import WAL_SIZE_LIMIT_BYTES
 from perdure.server.storage.sqlite import SqliteStorage
 
@@ -18,6 +18,7 @@ BIG = 80 << 20  # a WAL this big must shrink back to the limit
 
 def journal_batch(raw_id: bytes, idx: int, body: bytes) -> WriteBatch:
     b = WriteBatch()
+    b.invocations[raw_id] = b'{"status": "invoked", "s": "Svc", "c": 0}'  # a journal has its record
     b.journal.append((raw_id, idx, 0x0400, body, 0))
     return b
 
@@ -58,13 +59,14 @@ async def test_under_steady_commits_the_wal_starts_over_instead_of_growing(tmp_p
     try:
         for _ in range(800):
             b = WriteBatch()
-            for _row in range(20):  # random ids: each row dirties its own leaf page
-                b.journal.append((rng.randbytes(24), 0, 0x0400, b"v" * 300, 0))
+            for _row in range(20):  # random keys: each row dirties its own leaf page
+                b.op(Op.STATE_SET, "Svc", rng.randbytes(12).hex(), b"k", b"v" * 300)
             await storage.commit_batch(b)
         wal = (tmp_path / "perdure.sqlite3-wal").stat().st_size
         # Without the catch-up the WAL holds every page ever written (about 16,000 frames, 64 MB).
         assert wal < 24 << 20, f"WAL grew to {wal >> 20} MiB"
         assert storage._checkpointer.catch_ups >= 1
-        assert storage.get_journal(b.journal[-1][0])[0].body == b"v" * 300
+        _, (service, key, _, value) = b.ops[-1]
+        assert storage.get_state(service, key) == {b"k": value}
     finally:
         await storage.close()

@@ -60,7 +60,7 @@ INVOCATION_STATUS: dict[str, str] = {
     "trace_id": f"substr({rec('tp')}, 4, 32)",  # of the stored W3C traceparent (when tracing)
     "journal_size": rec("jl"),
     "journal_commands_size": "(SELECT count(*) FROM main.journal jc "
-    "WHERE jc.id = i.id AND jc.type >= 1024 AND jc.type < 32768)",
+    "WHERE jc.inv = i.seq AND jc.type >= 1024 AND jc.type < 32768)",
     "created_at": "perdure_ts(i.created_at)",
     "modified_at": f"perdure_ts({rec('m')})",
     "inboxed_at": f"perdure_ts({rec('ia')})",
@@ -113,15 +113,15 @@ INVOCATION: dict[str, str] = {
 # A command's completion id, and whether its notification has been journaled.
 _CID = _entry("j", "completion_id")
 JOURNAL: dict[str, str] = {
-    "partition_key": "perdure_pk(j.id)",
-    "id": "perdure_id(j.id)",
+    "partition_key": "perdure_pk(ji.id)",
+    "id": "perdure_id(ji.id)",
     "index": "j.idx",
     "entry_type": _entry("j", "entry_type"),
     "name": _entry("j", "name"),
     "completed": f"CASE WHEN {_CID} IS NOT NULL THEN EXISTS (SELECT 1 FROM main.journal n "
-    f"WHERE n.id = j.id AND n.type >= 32768 AND {_entry('n', 'notification_id')} = {_CID}) END",
+    f"WHERE n.inv = j.inv AND n.type >= 32768 AND {_entry('n', 'notification_id')} = {_CID}) END",
     "invoked_id": f"(SELECT {_entry('n', 'invocation_id_value')} FROM main.journal n "
-    f"WHERE n.id = j.id AND n.type = 32782 "
+    f"WHERE n.inv = j.inv AND n.type = 32782 "
     f"AND {_entry('n', 'notification_id')} = {_entry('j', 'invocation_id_notification')})",
     "invoked_target": _entry("j", "invoked_target"),
     "sleep_wakeup_at": f"perdure_ts({_entry('j', 'sleep_wakeup_at_ms')})",
@@ -279,7 +279,8 @@ SOURCES: dict[str, tuple[Mapping[str, str], str]] = {
     "sys_invocation": (INVOCATION, "main.invocation i"),
     "sys_invocation_status": (INVOCATION_STATUS, "main.invocation i"),
     "sys_invocation_state": (INVOCATION_STATE, f"main.invocation i WHERE i.status IN {ATTEMPT_STATUSES}"),
-    "sys_journal": (JOURNAL, "main.journal j"),
+    # journal rows are keyed by their invocation's `seq` (storage/schema.sql)
+    "sys_journal": (JOURNAL, "main.journal j JOIN main.invocation ji ON ji.seq = j.inv"),
     "sys_journal_events": (JOURNAL_EVENTS, f"main.invocation i WHERE {rec('lf')} IS NOT NULL"),
     "state": (STATE, "main.state s"),
     "sys_inbox": (INBOX, "main.inbox b"),

@@ -1,25 +1,30 @@
--- Perdure SQLite schema, version 1. Invocation ids are 24-byte blobs whose
--- first 8 bytes are the partition key (big-endian), so every id-keyed table is
--- ordered by partition first.
+-- Perdure SQLite schema, version 2 (sqlite.py migrates version 1 at open).
+-- Invocation ids are 24-byte blobs whose first 8 bytes are the partition key: random for unkeyed
+-- invocations, a hash for keyed ones. Tables keyed by them would take every new row at a random
+-- place of a B-tree as large as the history, so the invocation rows are stored in insertion order
+-- (`seq`, the rowid) with the id as a unique index (the only B-tree new ids land in at random),
+-- and the journal, its status and expiry indexes are keyed by `seq`: a new invocation's rows
+-- share the pages at the right edge of their B-trees however many completed ones are stored.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS invocation (
-  id BLOB PRIMARY KEY,
+  seq INTEGER PRIMARY KEY, -- insertion order; the journal's key
+  id BLOB NOT NULL UNIQUE,
   status TEXT NOT NULL,
   service TEXT NOT NULL,
   key TEXT,
   created_at INTEGER NOT NULL,
   expires_at INTEGER, -- completed invocations: when their retention runs out
   record BLOB NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS invocation_status ON invocation (status);
 CREATE INDEX IF NOT EXISTS invocation_expiry ON invocation (expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS journal (
-  id BLOB NOT NULL,
+  inv INTEGER NOT NULL, -- invocation.seq; deleted with the invocation row
   idx INTEGER NOT NULL,
   type INTEGER NOT NULL,
   body BLOB NOT NULL,
   appended_at INTEGER NOT NULL,
-  PRIMARY KEY (id, idx)
+  PRIMARY KEY (inv, idx)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (
   service TEXT NOT NULL,

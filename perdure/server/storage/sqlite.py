@@ -32,6 +32,7 @@ from perdure.server.processor.model import (
 from perdure.server.storage.checkpointer import WAL_SIZE_LIMIT_BYTES, WalCheckpointer
 from perdure.server.storage.interface import BackupPace, StorageError
 from perdure.server.storage.sqlite_backup import copy_database
+from perdure.server.storage.sqlite_layout import upgrade
 
 T = TypeVar("T")
 
@@ -59,7 +60,6 @@ _OP_SQL = {
 
 log = logging.getLogger("perdure.storage")
 
-SCHEMA_VERSION = 1
 _AUTO_VACUUM_INCREMENTAL = 2
 CONVERT_PAGES_MAX = 262_144  # 1 GiB of 4 KiB pages: converting a larger store at start is too slow
 DB_FILE = "perdure.sqlite3"
@@ -87,6 +87,14 @@ _UPSERT_INDEXED = (
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
     "expires_at = excluded.expires_at, record = excluded.record"
 )
+
+
+# The journal is keyed by its invocation's `seq` (schema.sql): an id is looked up in the id index.
+_SEQ_OF = "(SELECT seq FROM invocation WHERE id = ?1)"
+_JOURNAL_INSERT = (
+    f"INSERT INTO journal (inv, idx, type, body, appended_at) VALUES ({_SEQ_OF}, ?2, ?3, ?4, ?5)"
+)
+_JOURNAL_DELETE = f"DELETE FROM journal WHERE inv = {_SEQ_OF}"
 
 
 def _batch_bytes(b: WriteBatch) -> int:
@@ -127,7 +135,7 @@ class SqliteStorage:
         # database, and an older one is converted once while it is small enough to do quickly.
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         schema = resources.files("perdure.server.storage").joinpath("schema.sql").read_text()
-        conn.executescript(schema)
+        upgrade(conn, schema)
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != _AUTO_VACUUM_INCREMENTAL:
             pages = conn.execute("PRAGMA page_count").fetchone()[0]
             if pages <= CONVERT_PAGES_MAX:
@@ -139,7 +147,6 @@ class SqliteStorage:
                     self._path,
                     self._path,
                 )
-        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (b"1",))
         conn.execute("PRAGMA wal_autocheckpoint=0")  # see checkpointer.py
         conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
         self._writer = conn
@@ -220,6 +227,8 @@ class SqliteStorage:
         conn.execute("BEGIN IMMEDIATE")
         try:
             ex = conn.executemany
+            if b.journal_delete:  # before the records: a purged record's journal goes with it
+                ex(_JOURNAL_DELETE, [(i,) for i in b.journal_delete])
             if b.invocations:
                 indexed = [
                     (k, i.status, i.service, i.key, i.created_at_ms, i.expires_at_ms, v)
@@ -244,11 +253,10 @@ class SqliteStorage:
                         upserts,
                     )
                 if deletes:
+                    ex(_JOURNAL_DELETE, deletes)  # never left behind for a reused `seq`
                     ex("DELETE FROM invocation WHERE id = ?", deletes)
-            if b.journal_delete:
-                ex("DELETE FROM journal WHERE id = ?", [(i,) for i in b.journal_delete])
-            if b.journal:
-                ex("INSERT INTO journal (id, idx, type, body, appended_at) VALUES (?, ?, ?, ?, ?)", b.journal)
+            if b.journal:  # after the records: a new invocation's row gives its journal its `seq`
+                ex(_JOURNAL_INSERT, b.journal)
             if b.timers_delete:
                 ex(
                     "DELETE FROM timer WHERE wake_at = ? AND id = ? AND kind = ? AND arg = ?",
@@ -298,7 +306,9 @@ class SqliteStorage:
     def get_journal(self, raw_id: bytes) -> list[Entry]:
         rows = (
             self._r()
-            .execute("SELECT type, body, appended_at FROM journal WHERE id = ? ORDER BY idx", (raw_id,))
+            .execute(
+                f"SELECT type, body, appended_at FROM journal WHERE inv = {_SEQ_OF} ORDER BY idx", (raw_id,)
+            )
             .fetchall()
         )
         return [Entry(t, bytes(b), a) for t, b, a in rows]

@@ -1,0 +1,84 @@
+"""The SQLite data directory's schema version and its upgrades.
+
+`meta.schema_version` says which layout a store has. Version 1 keyed the invocation rows and the
+journal by the (random) invocation id; version 2 stores them in insertion order (schema.sql says
+why). Opening an older store upgrades it in one transaction before anything else reads it; a
+store newer than this code is refused rather than misread."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+from perdure.server.storage.interface import StorageError
+
+log = logging.getLogger("perdure.storage")
+
+SCHEMA_VERSION = 2
+
+# Version 1 -> 2: the old tables are renamed, the new ones created by the schema script, the rows
+# copied (invocations in creation order, so history keeps its insertion order; journal rows of a
+# record that no longer exists are dropped), the old tables dropped. Their pages go to the free
+# list, which the incremental vacuum (`SqliteStorage.reclaim`) hands back in steps.
+_V1_BEFORE = """
+DROP INDEX IF EXISTS invocation_status;
+DROP INDEX IF EXISTS invocation_expiry;
+ALTER TABLE invocation RENAME TO invocation_v1;
+ALTER TABLE journal RENAME TO journal_v1;
+"""
+_V1_AFTER = """
+INSERT INTO invocation (id, status, service, key, created_at, expires_at, record)
+  SELECT id, status, service, key, created_at, expires_at, record FROM invocation_v1
+  ORDER BY created_at, id;
+INSERT INTO journal (inv, idx, type, body, appended_at)
+  SELECT i.seq, j.idx, j.type, j.body, j.appended_at
+  FROM invocation i JOIN journal_v1 j ON j.id = i.id ORDER BY i.seq, j.idx;
+DROP TABLE journal_v1;
+DROP TABLE invocation_v1;
+"""
+
+
+def stored_version(conn: sqlite3.Connection) -> int | None:
+    """The store's schema version; None for a new (empty) database."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+    if "meta" not in tables:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is not None:
+        return int(bytes(row[0]).decode())
+    return 1 if "invocation" in tables else None
+
+
+def _set_version() -> str:
+    return (
+        "INSERT OR REPLACE INTO meta (key, value) "
+        f"VALUES ('schema_version', CAST('{SCHEMA_VERSION}' AS BLOB));"
+    )
+
+
+def upgrade(conn: sqlite3.Connection, schema: str) -> None:
+    """Create the schema of a new store, or bring an older one to `SCHEMA_VERSION` (one
+    transaction: an interrupted upgrade leaves the old store as it was)."""
+    version = stored_version(conn)
+    if version is not None and version > SCHEMA_VERSION:
+        raise StorageError(
+            f"the data directory has schema version {version}; this Perdure reads up to {SCHEMA_VERSION}"
+        )
+    if version is None or version == SCHEMA_VERSION:
+        conn.executescript(schema)
+        conn.execute(_set_version())
+        return
+    started = time.monotonic()
+    rows = conn.execute("SELECT count(*) FROM invocation").fetchone()[0]
+    log.warning(
+        "upgrading the store from schema version %d to %d (%d invocations)", version, SCHEMA_VERSION, rows
+    )
+    script = f"BEGIN IMMEDIATE;\n{_V1_BEFORE}\n{schema}\n{_V1_AFTER}\n{_set_version()}\nCOMMIT;"
+    try:
+        conn.executescript(script)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    log.warning("store upgraded to schema version %d in %.1f s", SCHEMA_VERSION, time.monotonic() - started)

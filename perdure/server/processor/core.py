@@ -133,10 +133,17 @@ class ProcessorCore:
 
     def take(self) -> tuple[WriteBatch, list[Effect]]:
         """The batch to commit and the effects to release after the commit."""
+        records = self._batch.invocations
         for raw, inv in self._dirty.items():
-            if raw not in self._batch.invocations or self._batch.invocations[raw] is not None:
-                self._batch.invocations[raw] = encode_record(inv)
-                self._batch.index[raw] = index_of(inv)
+            if raw in records and records[raw] is None:
+                # Purged in this batch: written only if the id was created again (an idempotent call
+                # or a workflow run after its retention), so its new journal comes with its record.
+                live = self._resident.get(raw)
+                if live is None:
+                    continue
+                inv = live
+            records[raw] = encode_record(inv)
+            self._batch.index[raw] = index_of(inv)
         self._dirty.clear()
         batch, effects = self._batch, self._effects
         self._batch, self._effects = WriteBatch(), []

@@ -61,9 +61,13 @@ class MemoryStorage:
             if seq not in self.mailbox.get(partition, {}) or (partition, seq) in applied:
                 raise StorageError(f"mailbox row {seq} of partition {partition} applied twice")
             applied.add((partition, seq))
+        for raw in {j[0] for j in b.journal}:  # as SQLite's journal, keyed by its record's row
+            if b.invocations.get(raw, self.invocations.get(raw)) is None:
+                raise StorageError(f"journal rows of {raw.hex()} without its record")
         for raw, rec in b.invocations.items():
             if rec is None:
                 self.invocations.pop(raw, None)
+                self.journal.pop(raw, None)
             else:
                 self.invocations[raw] = rec
         for raw in b.journal_delete:

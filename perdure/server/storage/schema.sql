@@ -5,6 +5,9 @@
 -- (`seq`, the rowid) with the id as a unique index (the only B-tree new ids land in at random),
 -- and the journal, its status and expiry indexes are keyed by `seq`: a new invocation's rows
 -- share the pages at the right edge of their B-trees however many completed ones are stored.
+-- Tables that hold big values (records, journal bodies) are rowid tables: SQLite compares a key
+-- against a whole cell, so in a WITHOUT ROWID table every search passing a 10 MB cell reads its
+-- 10 MB of overflow pages (1,000 small journal appends next to a big entry took 10-100 s).
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS invocation (
   seq INTEGER PRIMARY KEY, -- insertion order; the journal's key
@@ -24,8 +27,8 @@ CREATE TABLE IF NOT EXISTS journal (
   type INTEGER NOT NULL,
   body BLOB NOT NULL,
   appended_at INTEGER NOT NULL,
-  PRIMARY KEY (inv, idx)
-) WITHOUT ROWID;
+  PRIMARY KEY (inv, idx) -- an index of small cells; the rows (and bodies) in insertion order
+);
 CREATE TABLE IF NOT EXISTS state (
   service TEXT NOT NULL,
   key TEXT NOT NULL,

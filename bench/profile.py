@@ -37,6 +37,7 @@ SUBSYSTEMS: tuple[tuple[str, str], ...] = (
     ("hpack/", "hpack"),
     ("hyperframe/", "hyperframe"),
     ("/h2/", "h2 library"),
+    ("(h2/", "h2 library"),
     ("invoker/h2", "invoker: h2 connection/client"),
     ("invoker/attempt", "invoker: attempt"),
     ("invoker/", "invoker: other"),

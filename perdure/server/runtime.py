@@ -43,6 +43,7 @@ BATCH_COMMANDS_MAX = 4096
 CALLS_PER_BATCH = BATCH_COMMANDS_MAX // 2
 TIMER_FIRES_PER_BATCH = 512
 RECOVERY_BACKOFF_S_MAX = 5.0
+WATCH_AFTER_S = 0.05  # a call's reply not here yet: watch for its requester going away
 RETENTION_SWEEP_INTERVAL_S = 30.0
 RETENTION_SWEEP_BATCH_MAX = 1000
 RETENTION_SWEEP_ROUNDS_MAX = 10_000  # batches per sweep (a bound, not a goal)
@@ -167,14 +168,7 @@ class Runtime:
         try:
             if until is None:
                 return await fut
-            async with asyncio.TaskGroup() as tg:
-                gone = tg.create_task(until)
-                waits: list[asyncio.Future[Any]] = [fut, gone]
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                gone.cancel()
-            if not fut.done():
-                raise Abandoned("the requester went away")
-            return fut.result()
+            return await _unless_gone(fut, until)
         finally:
             self._replies.pop(token, None)
 
@@ -400,3 +394,38 @@ class Runtime:
             elif isinstance(e, Completed) and self._telemetry is not None:
                 self._telemetry.completed(e)
         return started
+
+
+async def _unless_gone(fut: asyncio.Future[Reply], until: Coroutine[Any, Any, None]) -> Reply:
+    """`fut`'s reply, unless `until` (the requester going away) completes first: `Abandoned`.
+    Most replies come within a few commits, so the task running `until` starts only when the
+    reply has not come after `WATCH_AFTER_S`: a timer per call, not a task."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.TaskGroup() as tg:
+        watcher: asyncio.Task[None] | None = None
+
+        def gone(_: asyncio.Task[None]) -> None:
+            if not fut.done():
+                fut.cancel()
+
+        def watch() -> None:
+            nonlocal watcher
+            if not fut.done():
+                watcher = tg.create_task(until)
+                watcher.add_done_callback(gone)
+
+        timer = loop.call_later(WATCH_AFTER_S, watch)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if watcher is None or not watcher.done() or watcher.cancelled():
+                raise  # this task is cancelled
+        finally:
+            timer.cancel()
+            if watcher is None:
+                until.close()
+            else:
+                watcher.cancel()
+    if fut.cancelled():  # by `gone`: raised here, as a TaskGroup would wrap it in a group
+        raise Abandoned("the requester went away")
+    return fut.result()

@@ -51,6 +51,7 @@ from perdure.server.processor.identity import invocation_id_for
 from perdure.server.processor.locality import Locality
 from perdure.server.processor.mail import MailInvoke, MailSignal
 from perdure.server.processor.schedules import timer_id
+from perdure.server.processor.scheduling import OWNER_ACTIONS
 from perdure.server.runtime import Abandoned, Runtime, Unavailable, wall_clock_ms
 from perdure.server.storage.interface import StorageError
 
@@ -67,7 +68,6 @@ _FORWARDED = (
     RestartAsNew,
     ChangeSchedule,
 )
-SCHEDULE_OWNER_ACTIONS = ("put", "delete", "pause", "resume", "get")  # a schedule's partition owner's
 FORWARDED_HEADER = "x-perdure-forwarded-by"
 CONNECT_TIMEOUT_S = 2.0
 OWNER_WAIT_S = 30.0  # a takeover: lease TTL (6 s) + a placement step, with room for a loaded machine
@@ -94,7 +94,7 @@ def command_partition(cmd: Command, loc: Locality) -> int | None:
         return loc.of_id(cmd.awakeable.invocation.raw)
     if isinstance(cmd, ReplaceState):
         return loc.of_key(cmd.key)
-    if isinstance(cmd, ChangeSchedule) and cmd.action in SCHEDULE_OWNER_ACTIONS:
+    if isinstance(cmd, ChangeSchedule) and cmd.action in OWNER_ACTIONS:
         return loc.of_id(timer_id(cmd.name))  # a schedule belongs to its name's partition
     return None
 

@@ -32,6 +32,9 @@ from perdure.server.processor.schema import SERVICE_TY, Schema, handler_kind
 from perdure.server.storage.interface import Reader, Recovery
 
 JSON_HEADERS = (("content-type", "application/json"),)
+# What only a schedule's partition owner answers (the cluster router forwards these to it); a list
+# and a deployment's declarations are answered by every node for the partitions it owns.
+OWNER_ACTIONS = ("put", "delete", "pause", "resume", "get")
 
 
 class ScheduleCommands(Partitions):
@@ -97,7 +100,7 @@ class ScheduleCommands(Partitions):
 
     def _on_change_schedule(self, cmd: ChangeSchedule) -> None:
         current = self._schedules.get(cmd.name)
-        if cmd.action not in ("list", "declare") and not self._owns_schedule(cmd.name):
+        if cmd.action in OWNER_ACTIONS and not self._owns_schedule(cmd.name):
             self._answer(cmd.token, 503, PARTITION_MOVED)  # the router sends it to the owner
             return
         if cmd.action == "list":

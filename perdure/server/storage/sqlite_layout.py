@@ -50,11 +50,9 @@ def stored_version(conn: sqlite3.Connection) -> int | None:
     return 1 if "invocation" in tables else None
 
 
-def _set_version() -> str:
-    return (
-        "INSERT OR REPLACE INTO meta (key, value) "
-        f"VALUES ('schema_version', CAST('{SCHEMA_VERSION}' AS BLOB));"
-    )
+_SET_VERSION = (
+    f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', CAST('{SCHEMA_VERSION}' AS BLOB));"
+)
 
 
 def upgrade(conn: sqlite3.Connection, schema: str) -> None:
@@ -67,14 +65,14 @@ def upgrade(conn: sqlite3.Connection, schema: str) -> None:
         )
     if version is None or version == SCHEMA_VERSION:
         conn.executescript(schema)
-        conn.execute(_set_version())
+        conn.execute(_SET_VERSION)
         return
     started = time.monotonic()
     rows = conn.execute("SELECT count(*) FROM invocation").fetchone()[0]
     log.warning(
         "upgrading the store from schema version %d to %d (%d invocations)", version, SCHEMA_VERSION, rows
     )
-    script = f"BEGIN IMMEDIATE;\n{_V1_BEFORE}\n{schema}\n{_V1_AFTER}\n{_set_version()}\nCOMMIT;"
+    script = f"BEGIN IMMEDIATE;\n{_V1_BEFORE}\n{schema}\n{_V1_AFTER}\n{_SET_VERSION}\nCOMMIT;"
     try:
         conn.executescript(script)
     except BaseException:

@@ -325,7 +325,7 @@ async def serve(settings: Settings) -> None:
             while not (ingress_server.started and admin_server.started):
                 await asyncio.sleep(0.005)
             t_recover = time.monotonic()
-            await runtime.recover()
+            backlog = await runtime.recover()
             recovered_ms = (time.monotonic() - t_recover) * 1000
             if cluster is not None:
                 leases.append(tg.create_task(cluster[0].run()))
@@ -343,7 +343,8 @@ async def serve(settings: Settings) -> None:
                 tg.create_task(backups.run()),
                 *leases,
             ]
-            tg.create_task(log_recovery(runtime, invoker.admission))
+            if backlog:  # a start with nothing recovered logs no progress lines
+                tg.create_task(log_recovery(runtime, invoker.admission))
             ingestion.start(tg)
             # A crash between a registration and its schedules' commit is mended here.
             await declarations.apply_registered(registry)

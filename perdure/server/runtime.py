@@ -215,26 +215,29 @@ class Runtime:
                 await asyncio.sleep(0)  # let commits through between steps
         return total
 
-    async def recover(self) -> None:
+    async def recover(self) -> bool:
         """Rebuild the processor from the store. Runs in a worker thread (nothing
         else touches the processor until the loop starts), so the HTTP servers
-        answer meanwhile; requests queue until the loop runs."""
+        answer meanwhile; requests queue until the loop runs. True when recovered
+        work waits: attempts restarted or timers due."""
         t0 = time.perf_counter()
         self.timers.reload()
         t1 = time.perf_counter()
         await asyncio.to_thread(self._processor.recover, self._storage, self._clock_ms())
         t2 = time.perf_counter()
         started = await self._flush()
+        due = self.timers.due_count(self._clock_ms())
         log.info(
             "recovered: %d attempts restarted, %d timers resident (%d due); timers %.0f ms,"
             " invocations %.0f ms, first commit %.0f ms",
             started,
             len(self.timers),
-            self.timers.due_count(self._clock_ms()),
+            due,
             (t1 - t0) * 1000,
             (t2 - t1) * 1000,
             (time.perf_counter() - t2) * 1000,
         )
+        return started > 0 or due > 0
 
     async def run(self) -> None:
         """The loop. A failed commit leaves memory ahead of the store: the

@@ -17,7 +17,7 @@ from perdure.protocol import messages_pb2 as pb
 from perdure.protocol.ids import InvocationId
 from perdure.server.storage.interface import StorageError
 from perdure.server.storage.sqlite import DB_FILE, SqliteStorage
-from perdure.server.storage.sqlite_layout import SCHEMA_VERSION
+from perdure.server.storage.sqlite_layout import SCHEMA_VERSION, stored_version, upgrade
 from tests.integration.test_query_engine import GREETER, World, counter, make_engine, rows
 
 V1_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v1.sql").read_text()
@@ -136,3 +136,46 @@ async def test_a_store_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="schema version 3"):
         await storage.open()
     await storage.close()
+
+
+SCHEMA = (Path(__file__).parents[2] / "perdure" / "server" / "storage" / "schema.sql").read_text()
+
+
+def test_a_new_store_is_made_in_one_transaction(tmp_path: Path) -> None:
+    """A failure (or a power loss) part way through making a new store leaves nothing of it, so
+    the next start makes it again; statement by statement, the tables made before the failure
+    stayed without their version row and the next start took them for version 1."""
+    conn = sqlite3.connect(tmp_path / DB_FILE, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            upgrade(conn, SCHEMA + "\nCREATE TABLE broken (;")
+        assert conn.execute("SELECT name FROM sqlite_schema").fetchall() == []
+        upgrade(conn, SCHEMA)
+        assert stored_version(conn) == SCHEMA_VERSION
+    finally:
+        conn.close()
+
+
+async def test_a_version_2_store_cut_before_its_version_row_opens(tmp_path: Path) -> None:
+    """What a power loss during the first start left with older code: the version 2 tables (some
+    of them) and no version row. It is read as version 2, completed and opened, not upgraded."""
+    conn = sqlite3.connect(tmp_path / DB_FILE, isolation_level=None)
+    try:
+        head = SCHEMA.split("CREATE TABLE IF NOT EXISTS journal")[0]
+        conn.executescript(head)
+        assert stored_version(conn) == SCHEMA_VERSION
+    finally:
+        conn.close()
+    storage = SqliteStorage(tmp_path)
+    await storage.open()
+    try:
+        assert storage.get_journal(bytes(24)) == []
+        assert storage.load_running() == []
+    finally:
+        await storage.close()
+    conn = sqlite3.connect(tmp_path / DB_FILE)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        assert bytes(row[0]).decode() == str(SCHEMA_VERSION)
+    finally:
+        conn.close()

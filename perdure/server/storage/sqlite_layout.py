@@ -40,14 +40,21 @@ DROP TABLE invocation_v1;
 
 
 def stored_version(conn: sqlite3.Connection) -> int | None:
-    """The store's schema version; None for a new (empty) database."""
+    """The store's schema version; None for a new (empty) database.
+
+    Version 1 wrote no version row. Neither did a version 2 store created by code before the
+    creation became one transaction and cut by a power loss between its tables and the row: its
+    `invocation` table has the `seq` column, so it is version 2."""
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
     if "meta" not in tables:
         return None
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if row is not None:
         return int(bytes(row[0]).decode())
-    return 1 if "invocation" in tables else None
+    if "invocation" not in tables:
+        return None
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(invocation)")}
+    return SCHEMA_VERSION if "seq" in columns else 1
 
 
 _SET_VERSION = (
@@ -64,8 +71,10 @@ def upgrade(conn: sqlite3.Connection, schema: str) -> None:
             f"the data directory has schema version {version}; this Perdure reads up to {SCHEMA_VERSION}"
         )
     if version is None or version == SCHEMA_VERSION:
-        conn.executescript(schema)
-        conn.execute(_SET_VERSION)
+        # One transaction: a power loss while a new store is made leaves no tables or all of them
+        # with their version row (the statements one by one left tables without the version,
+        # which the next start read as version 1).
+        _in_one_transaction(conn, f"BEGIN IMMEDIATE;\n{schema}\n{_SET_VERSION}\nCOMMIT;")
         return
     started = time.monotonic()
     rows = conn.execute("SELECT count(*) FROM invocation").fetchone()[0]
@@ -73,10 +82,15 @@ def upgrade(conn: sqlite3.Connection, schema: str) -> None:
         "upgrading the store from schema version %d to %d (%d invocations)", version, SCHEMA_VERSION, rows
     )
     script = f"BEGIN IMMEDIATE;\n{_V1_BEFORE}\n{schema}\n{_V1_AFTER}\n{_SET_VERSION}\nCOMMIT;"
+    _in_one_transaction(conn, script)
+    log.warning("store upgraded to schema version %d in %.1f s", SCHEMA_VERSION, time.monotonic() - started)
+
+
+def _in_one_transaction(conn: sqlite3.Connection, script: str) -> None:
+    """Run a BEGIN ... COMMIT script; on an error nothing of it stays."""
     try:
         conn.executescript(script)
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    log.warning("store upgraded to schema version %d in %.1f s", SCHEMA_VERSION, time.monotonic() - started)

@@ -13,7 +13,7 @@ import os
 import ssl
 from urllib.parse import urlsplit
 
-import h2.exceptions
+import jh2.exceptions
 
 from perdure.server.invoker.h2connection import (
     CANCEL,
@@ -195,7 +195,7 @@ class H2Client:
         conn = pool.pick() or await pool.acquire()
         try:
             conn.open_stream(stream)
-        except h2.exceptions.TooManyStreamsError:
+        except jh2.exceptions.TooManyStreamsError:
             conn.max_concurrent = max(1, len(conn.streams))
             await self._open(pool, stream)
 

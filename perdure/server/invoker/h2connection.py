@@ -19,13 +19,13 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
-import h2.settings
-import hpack
-from hpack.hpack import encode_integer
+import jh2.config
+import jh2.connection
+import jh2.events
+import jh2.exceptions
+import jh2.settings
+from jh2 import hpack
+from jh2.hpack.hpack import encode_integer
 
 if TYPE_CHECKING:
     from perdure.server.invoker.h2client import H2Client, _Pool
@@ -81,7 +81,7 @@ def _literal(name: bytes, value: bytes, kind: bytes = b"\x00") -> bytes:
     )
 
 
-class _PlainEncoder(hpack.Encoder):
+class _PlainEncoder(hpack.Encoder):  # type: ignore[misc]
     """HPACK encoder for the invoker's requests: plain literals that never enter the dynamic
     table, so a header block is a pure function of its headers and the fields that repeat on
     every request (method, scheme, authority, content type, the deployment's extra headers) are
@@ -104,7 +104,8 @@ class _PlainEncoder(hpack.Encoder):
                 name = name.encode("utf-8")
             if isinstance(value, str):
                 value = value.encode("utf-8")
-            if not getattr(header, "indexable", True):
+            # jh2 hands (name, value, sensitive) triples to its encoder.
+            if header[-1] is True or not getattr(header, "indexable", True):
                 parts.append(_literal(name, value, b"\x10"))
                 continue
             block = fields.get((name, value))
@@ -116,7 +117,7 @@ class _PlainEncoder(hpack.Encoder):
         return b"".join(parts)
 
 
-_H2_CONFIG = h2.config.H2Configuration(
+_H2_CONFIG = jh2.config.H2Configuration(
     client_side=True,
     header_encoding="utf-8",
     validate_outbound_headers=False,
@@ -244,7 +245,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
-        self.h2 = h2.connection.H2Connection(config=_H2_CONFIG)
+        self.h2 = jh2.connection.H2Connection(config=_H2_CONFIG)
         self.h2.encoder = _PlainEncoder()
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
@@ -265,11 +266,11 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
         self.transport = transport  # type: ignore[assignment]
-        self.h2.local_settings = h2.settings.Settings(
+        self.h2.local_settings = jh2.settings.Settings(
             client=True,
             initial_values={
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW_BYTES,
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                jh2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW_BYTES,
+                jh2.settings.SettingCodes.ENABLE_PUSH: 0,
             },
         )
         self.h2.initiate_connection()
@@ -280,7 +281,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as e:
+        except jh2.exceptions.ProtocolError as e:
             self._abort(ConnectionLost(f"HTTP/2 protocol error from {self.pool.authority}: {e}"))
             return
         for event in events:
@@ -292,28 +293,28 @@ class _Connection(asyncio.Protocol):
         self._abort(ConnectionLost(f"connection to {self.pool.authority} closed{reason}"), close=False)
 
     # --- events ---
-    def _dispatch(self, event: h2.events.Event) -> None:
-        if isinstance(event, h2.events.DataReceived):
+    def _dispatch(self, event: jh2.events.Event) -> None:
+        if isinstance(event, jh2.events.DataReceived):
             self._on_data(event)
-        elif isinstance(event, h2.events.ResponseReceived):
+        elif isinstance(event, jh2.events.ResponseReceived):
             self._on_response(event)
-        elif isinstance(event, h2.events.StreamEnded):
+        elif isinstance(event, jh2.events.StreamEnded):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 stream._ended_remote = True
                 stream._wake()
                 self._maybe_release(stream)
-        elif isinstance(event, h2.events.StreamReset):
+        elif isinstance(event, jh2.events.StreamReset):
             self._on_reset(event)
-        elif isinstance(event, h2.events.WindowUpdated):
+        elif isinstance(event, jh2.events.WindowUpdated):
             self._on_window(event.stream_id)
-        elif isinstance(event, h2.events.RemoteSettingsChanged):
+        elif isinstance(event, jh2.events.RemoteSettingsChanged):
             self._on_settings(event)
-        elif isinstance(event, h2.events.ConnectionTerminated):
+        elif isinstance(event, jh2.events.ConnectionTerminated):
             self._on_goaway(event)
         # Trailers, informational responses, pings and priority need no action.
 
-    def _on_response(self, event: h2.events.ResponseReceived) -> None:
+    def _on_response(self, event: jh2.events.ResponseReceived) -> None:
         stream = self.streams.get(event.stream_id)
         if stream is None:
             return
@@ -331,7 +332,7 @@ class _Connection(asyncio.Protocol):
         stream._sent = None
         stream._wake()
 
-    def _on_data(self, event: h2.events.DataReceived) -> None:
+    def _on_data(self, event: jh2.events.DataReceived) -> None:
         stream = self.streams.get(event.stream_id)
         padding = event.flow_controlled_length - len(event.data)
         if stream is None or stream._error is not None:
@@ -343,7 +344,7 @@ class _Connection(asyncio.Protocol):
             stream._chunks.append(event.data)
             stream._wake()
 
-    def _on_reset(self, event: h2.events.StreamReset) -> None:
+    def _on_reset(self, event: jh2.events.StreamReset) -> None:
         stream = self.streams.pop(event.stream_id, None)
         self.blocked.pop(event.stream_id, None)
         if stream is None:
@@ -365,14 +366,14 @@ class _Connection(asyncio.Protocol):
         for stream in blocked.values():
             self.pump(stream)
 
-    def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
+    def _on_settings(self, event: jh2.events.RemoteSettingsChanged) -> None:
         peer_max = self.h2.remote_settings.max_concurrent_streams
         self.max_concurrent = min(self.pool.client.streams_per_connection_max, peer_max)
         self.pool.wake_all()
-        if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+        if jh2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
             self._on_window(0)
 
-    def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
+    def _on_goaway(self, event: jh2.events.ConnectionTerminated) -> None:
         """Stop opening streams here; replay refused streams; let processed ones finish."""
         self.draining = True
         last = event.last_stream_id if event.last_stream_id is not None else 0
@@ -394,7 +395,7 @@ class _Connection(asyncio.Protocol):
             return
         # h2 treats a received GOAWAY as terminal, but RFC 9113 lets streams up to
         # last_stream_id complete; keep the state machine open so their frames are accepted.
-        self.h2.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+        self.h2.state_machine.state = jh2.connection.ConnectionState.CLIENT_OPEN
         self.pool.released(self)
 
     def _refuse(self, stream: H2Stream) -> None:
@@ -451,7 +452,7 @@ class _Connection(asyncio.Protocol):
             if not out and stream._end_queued and not stream._ended_local:
                 h2conn.end_stream(sid)
                 stream._ended_local = True
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+        except (jh2.exceptions.StreamClosedError, jh2.exceptions.ProtocolError):
             out.clear()
             stream._ended_local = True
         self._schedule_flush()
@@ -469,7 +470,7 @@ class _Connection(asyncio.Protocol):
         if self.streams.pop(sid, None) is None or self.closed:
             return
         self.blocked.pop(sid, None)
-        with contextlib.suppress(h2.exceptions.StreamClosedError):
+        with contextlib.suppress(jh2.exceptions.StreamClosedError):
             self.h2.reset_stream(sid, error_code)
         self._schedule_flush()
         self._released()
@@ -532,7 +533,7 @@ class _Connection(asyncio.Protocol):
                 try:
                     self.h2.close_connection()
                     self.transport.write(self.h2.data_to_send())
-                except h2.exceptions.ProtocolError:
+                except jh2.exceptions.ProtocolError:
                     pass
             self.transport.close()
         if not self.lost.done():

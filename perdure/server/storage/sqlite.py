@@ -13,7 +13,6 @@ import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from itertools import groupby
 from operator import itemgetter
@@ -33,6 +32,7 @@ from perdure.server.storage.checkpointer import WAL_SIZE_LIMIT_BYTES, WalCheckpo
 from perdure.server.storage.interface import BackupPace, StorageError
 from perdure.server.storage.sqlite_backup import copy_database
 from perdure.server.storage.sqlite_layout import upgrade
+from perdure.server.storage.writer_thread import WriterThread
 
 T = TypeVar("T")
 
@@ -110,7 +110,7 @@ class SqliteStorage:
     def __init__(self, data_dir: Path) -> None:
         self._dir = data_dir
         self._path = data_dir / DB_FILE
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perdure-sqlite-writer")
+        self._writer_thread = WriterThread("perdure-sqlite-writer")
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._checkpointer = WalCheckpointer(lambda: _connect(self._path))
@@ -204,13 +204,12 @@ class SqliteStorage:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
-        self._executor.shutdown(wait=True)
+        self._writer_thread.shutdown()
         self._checkpointer.close()
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            return await self._writer_thread.run(fn, *args)
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite: {exc}") from exc
 

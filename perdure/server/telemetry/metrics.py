@@ -7,11 +7,13 @@ Restate: per-handler invocation outcomes and durations, inbox depth and the age 
 pending invocation per service (read from the store at scrape time), and the store's commit latency
 and batch sizes.
 
-The hot path only increments: every labelled child is looked up once and cached, so an event is a
-dict lookup and a locked add. prometheus_client is imported when metrics are enabled, not before."""
+The hot path only adds numbers: every labelled cell is looked up once and cached, so an event is a
+dict lookup and an add, folded into Prometheus families at scrape time. prometheus_client is
+imported when metrics are enabled, not before."""
 
 from __future__ import annotations
 
+import bisect
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -27,62 +29,119 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+class _Family:
+    """One counter or histogram family, kept as plain numbers: the hot path adds to a cell (a list
+    cached per label values), a scrape folds the cells into prometheus_client's families. All adds
+    happen on the event loop's thread, so no lock is taken (a locked prometheus_client child cost
+    every event a mutex)."""
+
+    __slots__ = ("buckets", "cells", "doc", "labels", "name")
+
+    def __init__(self, name: str, doc: str, labels: list[str], buckets: tuple[float, ...] = ()) -> None:
+        self.name = name
+        self.doc = doc
+        self.labels = labels
+        self.buckets = buckets  # upper bounds (histograms); empty for a counter
+        # counter: [value]; histogram: [count per bucket..., count above the last bound, sum]
+        self.cells: dict[tuple[str, ...], list[float]] = {}
+
+    def cell(self, values: tuple[str, ...]) -> list[float]:
+        cell = self.cells.get(values)
+        if cell is None:
+            cell = self.cells[values] = [0.0] * (len(self.buckets) + 2 if self.buckets else 1)
+        return cell
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        if not self.buckets:
+            counter = CounterMetricFamily(self.name, self.doc, labels=self.labels)
+            for values, cell in self.cells.items():
+                counter.add_metric(list(values), cell[0])
+            return counter
+        histogram = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
+        bounds = [*(_bound(b) for b in self.buckets), "+Inf"]
+        for values, cell in self.cells.items():
+            running = 0.0
+            cumulative = []
+            for bound, count in zip(bounds, cell, strict=False):
+                running += count
+                cumulative.append((bound, running))
+            histogram.add_metric(list(values), cumulative, cell[-1])
+        return histogram
+
+
+def _bound(b: float) -> str:
+    return repr(float(b))
+
+
+def _observe(cell: list[float], buckets: tuple[float, ...], value: float) -> None:
+    cell[bisect.bisect_left(buckets, value)] += 1
+    cell[-1] += value
+
+
+class _Families:
+    """The counters and histograms as one collector of the registry."""
+
+    def __init__(self, families: list[_Family]) -> None:
+        self._families = families
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        for family in self._families:
+            yield family.collect()
+
+
 class Metrics:
     """Every series of the server, in a registry of its own."""
 
     def __init__(self, node_name: str | None = None) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry, Gauge
 
         self.registry: CollectorRegistry = CollectorRegistry(auto_describe=True)
         self._node = (CLUSTER_NAME, node_name or socket.gethostname())
         r = self.registry
         node = ["cluster_name", "node_name"]
-        self._ingress = Counter(
+        self._ingress = _Family(
             "restate_ingress_requests",
             "Ingress requests, by status (admitted, completed)",
             [*node, "status", "rpc_service", "rpc_type"],
-            registry=r,
         )
-        self._ingress_duration = Histogram(
+        self._ingress_duration = _Family(
             "restate_ingress_request_duration_seconds",
             "Time from an ingress request to its answer",
             [*node, "rpc_service", "rpc_type"],
-            buckets=DURATION_BUCKETS_S,
-            registry=r,
+            DURATION_BUCKETS_S,
         )
-        self._tasks = Counter(
+        self._tasks = _Family(
             "restate_invoker_invocation_tasks",
             "Invocation attempts of the invoker, by status (started, completed, suspended, failed)",
             [*node, "status", "transient", "partition_id"],
-            registry=r,
         )
-        self._client = Counter(
+        self._client = _Family(
             "restate_invoker_client_requests",
             "Requests to service endpoints, by deployment type and HTTP status code",
             [*node, "type", "status_code"],
-            registry=r,
         )
         self._limit = Gauge(
             "restate_invoker_concurrency_limit", "Attempts allowed in flight", node, registry=r
         )
-        self._acquired = Counter(
-            "restate_invoker_concurrency_slots_acquired", "Attempt slots taken", node, registry=r
+        self._acquired = _Family("restate_invoker_concurrency_slots_acquired", "Attempt slots taken", node)
+        self._released = _Family(
+            "restate_invoker_concurrency_slots_released", "Attempt slots given back", node
         )
-        self._released = Counter(
-            "restate_invoker_concurrency_slots_released", "Attempt slots given back", node, registry=r
-        )
-        self._invocations = Counter(
+        self._invocations = _Family(
             "perdure_invocations",
             "Completed invocations per handler, by outcome (success, failure)",
             [*node, "service", "handler", "outcome"],
-            registry=r,
         )
-        self._invocation_duration = Histogram(
+        self._invocation_duration = _Family(
             "perdure_invocation_duration_seconds",
             "Time from an invocation's creation to its completion, per handler",
             [*node, "service", "handler"],
-            buckets=DURATION_BUCKETS_S,
-            registry=r,
+            DURATION_BUCKETS_S,
         )
         self._inbox_depth = Gauge(
             "perdure_inbox_depth",
@@ -96,45 +155,64 @@ class Metrics:
             [*node, "service"],
             registry=r,
         )
-        self._commit = Histogram(
+        self._commit = _Family(
             "perdure_store_commit_duration_seconds",
             "Time of one group commit (one transaction, one fsync)",
             node,
-            buckets=COMMIT_BUCKETS_S,
-            registry=r,
+            COMMIT_BUCKETS_S,
         )
-        self._batch = Histogram(
-            "perdure_store_batch_commands",
-            "Commands applied in one group commit",
-            node,
-            buckets=BATCH_BUCKETS,
-            registry=r,
+        self._batch = _Family(
+            "perdure_store_batch_commands", "Commands applied in one group commit", node, BATCH_BUCKETS
         )
-        self._children: dict[tuple[Any, ...], Any] = {}
+        r.register(
+            _Families(
+                [
+                    self._ingress,
+                    self._ingress_duration,
+                    self._tasks,
+                    self._client,
+                    self._acquired,
+                    self._released,
+                    self._invocations,
+                    self._invocation_duration,
+                    self._commit,
+                    self._batch,
+                ]
+            )
+        )
+        self._children: dict[tuple[Any, ...], list[float]] = {}
+        self._gauges: dict[tuple[Any, ...], Any] = {}
         self._backlog_services: set[str] = set()
-        self._ingress_admitted = self._ingress.labels(*self._node, "admitted", "", "")
-        self._started = self._tasks.labels(*self._node, "started", "", PARTITION)
-        self._commit_child = self._commit.labels(*self._node)
-        self._batch_child = self._batch.labels(*self._node)
-        self._acquired_child = self._acquired.labels(*self._node)
-        self._released_child = self._released.labels(*self._node)
+        self._ingress_admitted = self._ingress.cell((*self._node, "admitted", "", ""))
+        self._started = self._tasks.cell((*self._node, "started", "", PARTITION))
+        self._commit_cell = self._commit.cell(self._node)
+        self._batch_cell = self._batch.cell(self._node)
+        self._acquired_cell = self._acquired.cell(self._node)
+        self._released_cell = self._released.cell(self._node)
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
+    def _cell(self, family: _Family, *labels: str) -> list[float]:
+        key = (id(family), *labels)
+        cell = self._children.get(key)
+        if cell is None:
+            cell = self._children[key] = family.cell((*self._node, *labels))
+        return cell
+
+    def _gauge(self, gauge: Any, *labels: str) -> Any:
+        key = (id(gauge), *labels)
+        child = self._gauges.get(key)
         if child is None:
-            child = self._children[key] = metric.labels(*self._node, *labels)
+            child = self._gauges[key] = gauge.labels(*self._node, *labels)
         return child
 
     # ------------------------------------------------------------------ ingress
 
     def ingress_admitted(self) -> None:
-        self._ingress_admitted.inc()
+        self._ingress_admitted[0] += 1
 
     def ingress_completed(self, service: str, rpc_type: str, seconds: float) -> None:
         """`rpc_type` is Restate's: "call" or "send"."""
-        self._child(self._ingress, "completed", service, rpc_type).inc()
-        self._child(self._ingress_duration, service, rpc_type).observe(seconds)
+        self._cell(self._ingress, "completed", service, rpc_type)[0] += 1
+        _observe(self._cell(self._ingress_duration, service, rpc_type), DURATION_BUCKETS_S, seconds)
 
     # ------------------------------------------------------------------ invoker
 
@@ -142,29 +220,31 @@ class Metrics:
         self._limit.labels(*self._node).set(limit)
 
     def attempt_started(self) -> None:
-        self._started.inc()
-        self._acquired_child.inc()
+        self._started[0] += 1
+        self._acquired_cell[0] += 1
 
     def attempt_ended(self, status: str) -> None:
         """`status`: "completed", "suspended", "failed" (a failed attempt is retried: transient) or
         "aborted" (killed, cancelled or parked by the server: only its slot is counted)."""
         if status != "aborted":
             transient = "true" if status == "failed" else ""
-            self._child(self._tasks, status, transient, PARTITION).inc()
-        self._released_child.inc()
+            self._cell(self._tasks, status, transient, PARTITION)[0] += 1
+        self._released_cell[0] += 1
 
     def client_response(self, deployment_type: str, status_code: int) -> None:
-        self._child(self._client, deployment_type, str(status_code)).inc()
+        self._cell(self._client, deployment_type, str(status_code))[0] += 1
 
     # ------------------------------------------------------------------ processor and store
 
     def invocation_completed(self, service: str, handler: str, failed: bool, seconds: float) -> None:
-        self._child(self._invocations, service, handler, "failure" if failed else "success").inc()
-        self._child(self._invocation_duration, service, handler).observe(max(0.0, seconds))
+        self._cell(self._invocations, service, handler, "failure" if failed else "success")[0] += 1
+        _observe(
+            self._cell(self._invocation_duration, service, handler), DURATION_BUCKETS_S, max(0.0, seconds)
+        )
 
     def committed(self, commands: int, seconds: float) -> None:
-        self._commit_child.observe(seconds)
-        self._batch_child.observe(commands)
+        _observe(self._commit_cell, COMMIT_BUCKETS_S, seconds)
+        _observe(self._batch_cell, BATCH_BUCKETS, commands)
 
     def backlog(self, rows: Iterable[tuple[str, int, float]]) -> None:
         """Inbox depth and oldest-pending age per service: (service, depth, age in seconds).
@@ -172,11 +252,11 @@ class Metrics:
         seen = set()
         for service, depth, age_s in rows:
             seen.add(service)
-            self._child(self._inbox_depth, service).set(depth)
-            self._child(self._oldest_pending, service).set(age_s)
+            self._gauge(self._inbox_depth, service).set(depth)
+            self._gauge(self._oldest_pending, service).set(age_s)
         for service in self._backlog_services - seen:
-            self._child(self._inbox_depth, service).set(0)
-            self._child(self._oldest_pending, service).set(0)
+            self._gauge(self._inbox_depth, service).set(0)
+            self._gauge(self._oldest_pending, service).set(0)
         self._backlog_services |= seen
 
     def limits_from(self, usage: Callable[[], list[dict[str, Any]]]) -> None:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from bench.pgstat import DbProbe
+from bench.pgstat import DbProbe, per_inv
 from bench.procstat import tree_cpu_s, tree_peak_rss_bytes
 from tests.support import PythonService, make_server, register
 from tests.support.paths import REPO_ROOT, restate_installed
@@ -57,6 +57,9 @@ class RoundResult:
     db_cpu_ms_per_inv: float = 0.0  # perdure-pg: PostgreSQL's processes
     db_commits_per_inv: float = 0.0
     db_wal_bytes_per_inv: float = 0.0
+    db_wal_fpi_per_inv: float = 0.0
+    db_blks_read_per_inv: float = 0.0
+    db_buffers_written_per_inv: float = 0.0
     scenario: str = "greeter"
 
 
@@ -92,11 +95,7 @@ def drive_load(
     db_fields: dict[str, Any] = {}
     if db is not None and db0 is not None:
         db1 = db.read()
-        db_fields = {
-            "db_cpu_ms_per_inv": (db1.cpu_s - db0.cpu_s) * 1000.0 / done,
-            "db_commits_per_inv": (db1.commits - db0.commits) / done,
-            "db_wal_bytes_per_inv": (db1.wal_bytes - db0.wal_bytes) / done,
-        }
+        db_fields = per_inv(db0, db1, done)
     return RoundResult(
         server="",
         round=0,

@@ -30,6 +30,7 @@ import httpx
 from bench.procstat import tree_write_bytes
 from bench.run import drive_load
 from tests.support import PythonService, make_server, register
+from tests.support.servers import PerdureServer
 
 SEED_CALLS = 300
 COPY_CHUNK = 100_000  # rows per bulk-load transaction
@@ -37,9 +38,10 @@ CACHE_KIB = 512 * 1024
 MIB = 1024 * 1024
 
 
-def seed(data_dir: Path, workdir: Path) -> None:
-    """Real completed invocations, written by the server itself."""
-    server = make_server("perdure", data_dir)
+def seed(data_dir: Path, workdir: Path, store: str = "") -> None:
+    """Real completed invocations, written by the server itself (in `data_dir`, or in the
+    PostgreSQL database `store`)."""
+    server = PerdureServer(data_dir, store=store)
     svc = PythonService("bench.greeter", "app", log_dir=workdir, name="greeter-seed")
     with server, svc, httpx.Client(base_url=server.ingress_url, timeout=60) as client:
         register(server.admin_url, svc.url)
@@ -136,6 +138,33 @@ def measure(data_dir: Path, workdir: Path, args: argparse.Namespace, label: str)
         }
 
 
+def report(
+    n: int, keys: tuple[str, ...], rounds: dict[int, list[dict[str, float]]], grown: dict[int, float]
+) -> None:
+    """Every round on stderr; the mean of each size and its ratio to the smallest on stdout, then
+    the whole result as one JSON line."""
+    sizes = list(rounds)
+    results = {
+        size: {**{k: statistics.fmean(r[k] for r in rs) for k in keys}, "grow_s": grown[size]}
+        for size, rs in rounds.items()
+    }
+    for size, rs in rounds.items():
+        for i, r in enumerate(rs):
+            print(f"round {i} {size:>9}: " + ", ".join(f"{k} {r[k]:.2f}" for k in keys), file=sys.stderr)
+    base = results[sizes[0]]
+    print(f"{'stored':>10} " + " ".join(f"{k:>22}" for k in keys) + "  (mean; ratio to smallest)")
+    for size, r in results.items():
+        cells = " ".join(f"{r[k]:12.2f} ({r[k] / base[k] if base[k] else 0:5.2f}x)" for k in keys)
+        print(f"{size:>10} {cells}")
+    out = {
+        "n": n,
+        "load_avg": os.getloadavg(),
+        "results": {str(k): v for k, v in results.items()},
+        "rounds": rounds,
+    }
+    print(json.dumps(out))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -178,20 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_peak_rss_mib",
         "db_mib",
     )
-    results = {
-        size: {**{k: statistics.fmean(r[k] for r in rs) for k in keys}, "grow_s": grown[size]}
-        for size, rs in rounds.items()
-    }
-    for size, rs in rounds.items():
-        for i, r in enumerate(rs):
-            print(f"round {i} {size:>9}: " + ", ".join(f"{k} {r[k]:.2f}" for k in keys), file=sys.stderr)
-    base = results[sizes[0]]
-    print(f"{'stored':>10} " + " ".join(f"{k:>22}" for k in keys) + "  (mean; ratio to smallest)")
-    for size, r in results.items():
-        cells = " ".join(f"{r[k]:12.2f} ({r[k] / base[k] if base[k] else 0:5.2f}x)" for k in keys)
-        print(f"{size:>10} {cells}")
-    out = {"n": args.n, "results": {str(k): v for k, v in results.items()}, "rounds": rounds}
-    print(json.dumps(out))
+    report(args.n, keys, rounds, grown)
     return 0
 
 

@@ -85,16 +85,18 @@ class ScheduleCommands(Partitions):
     # ------------------------------------------------------------------ admin
 
     def _refuse_keyed(self, s: Schedule, token: int) -> bool:
-        """On a cluster a tick's invocation must live in its schedule's partition: a schedule of
-        an object or workflow key (whose invocations live in the key's partition) needs the
-        partition mailbox, so it is refused rather than ticking into another node's partition."""
+        """On a cluster a tick's invocation must live in its schedule's partition: the overlap
+        policies (skip, buffer_one) read whether the previous tick still runs, which only that
+        partition's owner knows. A schedule of an object or workflow key in another partition is
+        refused rather than ticking blind into another node's partition."""
         if s.key is None or not self._loc.bits or self._loc.of_key(s.key) == self._schedule_partition(s.name):
             return False
         self._answer(
             token,
             422,
-            f"schedule '{s.name}': on a cluster a schedule can target an object or workflow key only "
-            "once calls between partitions are supported; target a service handler that calls it",
+            f"schedule '{s.name}': on a cluster a schedule can target an object or workflow key only in "
+            "the schedule's own partition (its overlap policy needs the tick's invocation there); "
+            "target a service handler that calls the key, or pick a schedule name in the key's partition",
         )
         return True
 

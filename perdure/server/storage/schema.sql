@@ -1,13 +1,19 @@
--- Perdure SQLite schema, version 2 (sqlite.py migrates version 1 at open).
+-- Perdure SQLite schema, version 3 (sqlite_layout.py upgrades versions 1 and 2 at open).
 -- Invocation ids are 24-byte blobs whose first 8 bytes are the partition key: random for unkeyed
 -- invocations, a hash for keyed ones. Tables keyed by them would take every new row at a random
 -- place of a B-tree as large as the history, so the invocation rows are stored in insertion order
 -- (`seq`, the rowid) with the id as a unique index (the only B-tree new ids land in at random),
 -- and the journal, its status and expiry indexes are keyed by `seq`: a new invocation's rows
 -- share the pages at the right edge of their B-trees however many completed ones are stored.
--- Tables that hold big values (records, journal bodies) are rowid tables: SQLite compares a key
--- against a whole cell, so in a WITHOUT ROWID table every search passing a 10 MB cell reads its
--- 10 MB of overflow pages (1,000 small journal appends next to a big entry took 10-100 s).
+-- Every table that can hold a user-sized value (invocation records, journal bodies, state values,
+-- promise values, schedule bodies, limit rules' free-text descriptions) is a rowid table, its key
+-- a UNIQUE or PRIMARY KEY index of small cells: SQLite compares a key against a whole cell, so in
+-- a WITHOUT ROWID table every search passing a 10 MB cell reads its 10 MB of overflow pages
+-- (1,000 small journal appends next to a big entry took 10-100 s; each state get or set beside a
+-- 10 MB value read it again). Writes to them are UPSERTs on that key (an update in place, where
+-- INSERT OR REPLACE would delete the row and insert it again under a new rowid). The WITHOUT
+-- ROWID tables hold only keys, ids and numbers (timer, lock, inbox, limit_entry, dedup); keys
+-- everywhere are assumed small (object keys, state keys, promise and schedule names).
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS invocation (
   seq INTEGER PRIMARY KEY, -- insertion order; the journal's key
@@ -34,8 +40,8 @@ CREATE TABLE IF NOT EXISTS state (
   key TEXT NOT NULL,
   skey BLOB NOT NULL,
   value BLOB NOT NULL,
-  PRIMARY KEY (service, key, skey)
-) WITHOUT ROWID;
+  PRIMARY KEY (service, key, skey) -- an index of small cells; the values in the rows
+);
 CREATE TABLE IF NOT EXISTS timer (
   wake_at INTEGER NOT NULL,
   id BLOB NOT NULL,
@@ -61,13 +67,13 @@ CREATE TABLE IF NOT EXISTS promise (
   key TEXT NOT NULL,
   name TEXT NOT NULL,
   record BLOB NOT NULL,
-  PRIMARY KEY (service, key, name)
-) WITHOUT ROWID;
+  PRIMARY KEY (service, key, name) -- an index of small cells; the values in the rows
+);
 CREATE TABLE IF NOT EXISTS limit_rule ( -- concurrency/rate rules (/limits/rules)
-  pattern TEXT PRIMARY KEY,
+  pattern TEXT NOT NULL PRIMARY KEY, -- an index; the record holds the rule's description
   record BLOB NOT NULL,
   tat INTEGER NOT NULL DEFAULT 0 -- token bucket: theoretical arrival time of the next start (us)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS limit_entry ( -- invocations a rule holds: running, or queued in seq order
   id BLOB PRIMARY KEY,
   seq INTEGER NOT NULL,
@@ -77,9 +83,9 @@ CREATE TABLE IF NOT EXISTS limit_entry ( -- invocations a rule holds: running, o
   key TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS schedule ( -- cron and interval schedules (/schedules)
-  name TEXT PRIMARY KEY,
+  name TEXT NOT NULL PRIMARY KEY, -- an index; the record holds the body every tick sends
   record BLOB NOT NULL
-) WITHOUT ROWID;
+);
 -- Ingested record streams (a Kafka subscription's topic partition): the highest offset already
 -- turned into an invocation, written in the same transaction as that invocation.
 CREATE TABLE IF NOT EXISTS dedup (

@@ -37,14 +37,17 @@ from perdure.server.storage.writer_thread import WriterThread
 T = TypeVar("T")
 
 _OP_SQL = {
-    Op.STATE_SET: "INSERT OR REPLACE INTO state (service, key, skey, value) VALUES (?, ?, ?, ?)",
+    # Rowid tables (schema.sql): an UPSERT on the key updates the row in place.
+    Op.STATE_SET: "INSERT INTO state (service, key, skey, value) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (service, key, skey) DO UPDATE SET value = excluded.value",
     Op.STATE_DELETE: "DELETE FROM state WHERE service = ? AND key = ? AND skey = ?",
     Op.STATE_CLEAR: "DELETE FROM state WHERE service = ? AND key = ?",
     Op.LOCK_SET: "INSERT OR REPLACE INTO lock (service, key, id) VALUES (?, ?, ?)",
     Op.LOCK_DELETE: "DELETE FROM lock WHERE service = ? AND key = ?",
     Op.INBOX_ADD: "INSERT INTO inbox (service, key, seq, id) VALUES (?, ?, ?, ?)",
     Op.INBOX_DELETE: "DELETE FROM inbox WHERE service = ? AND key = ? AND seq = ?",
-    Op.PROMISE_PUT: "INSERT OR REPLACE INTO promise (service, key, name, record) VALUES (?, ?, ?, ?)",
+    Op.PROMISE_PUT: "INSERT INTO promise (service, key, name, record) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (service, key, name) DO UPDATE SET record = excluded.record",
     Op.PROMISE_CLEAR: "DELETE FROM promise WHERE service = ? AND key = ?",
     Op.RULE_PUT: "INSERT INTO limit_rule (pattern, record) VALUES (?, ?) "
     "ON CONFLICT (pattern) DO UPDATE SET record = excluded.record",
@@ -53,7 +56,8 @@ _OP_SQL = {
     Op.LIMIT_PUT: "INSERT OR REPLACE INTO limit_entry (id, seq, running, service, handler, key) "
     "VALUES (?, ?, ?, ?, ?, ?)",
     Op.LIMIT_DELETE: "DELETE FROM limit_entry WHERE id = ?",
-    Op.SCHEDULE_PUT: "INSERT OR REPLACE INTO schedule (name, record) VALUES (?, ?)",
+    Op.SCHEDULE_PUT: "INSERT INTO schedule (name, record) VALUES (?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET record = excluded.record",
     Op.SCHEDULE_DELETE: "DELETE FROM schedule WHERE name = ?",
     Op.DEDUP_SET: "INSERT OR REPLACE INTO dedup (producer, seq) VALUES (?, ?)",
 }

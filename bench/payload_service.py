@@ -1,5 +1,6 @@
 """Services for `bench.payloads` and `bench.replay`: an echo through one `ctx.run` (big inputs and
-outputs), a handler with N journaled steps, an object that stores a big state value, and a handler
+outputs), a handler with N journaled steps, an object that stores a big state value (or bumps a
+small one), and a handler
 whose first attempt fails after N steps so that the retry replays them all."""
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ blob = restate.VirtualObject("Blob")
 async def put(ctx: restate.ObjectContext, data: str) -> int:
     ctx.set("data", data)
     return len(data)
+
+
+@blob.handler()
+async def bump(ctx: restate.ObjectContext) -> int:
+    """A small state value read and written (bench.payloads: on the keys beside a big one)."""
+    n = (await ctx.get("n", type_hint=int) or 0) + 1
+    ctx.set("n", n)
+    return n
 
 
 @blob.handler()

@@ -4,8 +4,10 @@
 
 Per server (fresh server and SDK process each): a `--mb` MB string echoed through one `ctx.run`
 (input, run result and output all that big), then a `--steps`-step invocation right after it (a big
-write must not stall the commits that follow), then a `--mb` MB state value written and read back.
-Each is timed from the client; the table shows the median of `--repeat` runs.
+write must not stall the commits that follow), then a `--mb` MB state value written and read back,
+then `--small` calls that read and write a small state value on the object keys stored right
+beside the big one (`Blob/b0-0` .. `Blob/b0-9` next to `Blob/b0`). Each is timed from the client;
+the table shows the median of `--repeat` runs.
 """
 
 from __future__ import annotations
@@ -38,7 +40,13 @@ def run_one(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, flo
     server = make_server(kind, workdir / f"{kind}-data")
     svc = PythonService("bench.payload_service", "app", log_dir=workdir, name=f"payloads-{kind}")
     big = "x" * (args.mb * 1024 * 1024)
-    rows: dict[str, list[float]] = {"echo_s": [], "steps_after_s": [], "state_put_s": [], "state_get_s": []}
+    rows: dict[str, list[float]] = {
+        "echo_s": [],
+        "steps_after_s": [],
+        "state_put_s": [],
+        "state_get_s": [],
+        "small_beside_s": [],
+    }
     with server, svc, httpx.Client(base_url=server.ingress_url) as client:
         register(server.admin_url, svc.url)
         timed(client, "/Steps/many", 10)  # warm-up
@@ -47,6 +55,10 @@ def run_one(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, flo
             rows["steps_after_s"].append(timed(client, "/Steps/many", args.steps))
             rows["state_put_s"].append(timed(client, f"/Blob/b{i}/put", big))
             rows["state_get_s"].append(timed(client, f"/Blob/b{i}/size", None))
+            t0 = time.monotonic()
+            for j in range(args.small):
+                timed(client, f"/Blob/b{i}-{j % 10}/bump", None)
+            rows["small_beside_s"].append(time.monotonic() - t0)
     out: dict[str, float | str] = {"server": kind}
     out.update({k: statistics.median(v) for k, v in rows.items()})
     out.update({f"{k}_max": max(v) for k, v in rows.items()})
@@ -59,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mb", type=int, default=30)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--small", type=int, default=200, help="small state calls beside the big value")
     parser.add_argument("--servers", default="perdure,restate")
     args = parser.parse_args(argv)
     kinds = [k for k in args.servers.split(",") if k and (k != "restate" or restate_installed())]
@@ -67,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         for kind in kinds:
             print(f"{kind}: {args.mb} MB echo, {args.steps} steps, state …", file=sys.stderr, flush=True)
             results.append(run_one(kind, args, Path(tmp)))
-    keys = ("echo_s", "steps_after_s", "steps_after_s_max", "state_put_s", "state_get_s")
+    keys = ("echo_s", "steps_after_s", "steps_after_s_max", "state_put_s", "state_get_s", "small_beside_s")
     print(f"{'server':8} " + " ".join(f"{k:>18}" for k in keys))
     for r in results:
         print(f"{r['server']!s:8} " + " ".join(f"{float(r[k]):18.2f}" for k in keys))
-    print(json.dumps({"mb": args.mb, "steps": args.steps, "rows": results}))
+    print(json.dumps({"mb": args.mb, "steps": args.steps, "small": args.small, "rows": results}))
     return 0
 
 

@@ -30,7 +30,7 @@ import psycopg
 
 from bench.pgstat import DbProbe
 from bench.run import drive_load
-from bench.scale import report, seed
+from bench.scale import report, scale_arguments, seed
 from tests.support import PythonService, register
 from tests.support.postgres import PostgresCluster
 from tests.support.servers import PerdureServer
@@ -133,14 +133,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--stored", default="1000,100000,1000000")
-    parser.add_argument("--n", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--warmup", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=2, help="rounds per size, sizes alternating")
+    parser = scale_arguments(__doc__)
     parser.add_argument(
         "--pg-options", default="-c shared_buffers=128MB", help="more `-c name=value` PostgreSQL settings"
     )

@@ -165,15 +165,19 @@ def report(
     print(json.dumps(out))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def scale_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments every store-size bench takes (this one and `bench.pgscale`)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stored", default="1000,100000,1000000")
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2, help="rounds per size, sizes alternating")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = scale_arguments(__doc__)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.stored.split(",")]

@@ -66,6 +66,13 @@ async def test_changed_step_order_fails_with_a_non_determinism_error(
         sent = await ingress.send("Changing/ordered", tag)
         assert sent.status_code == 202
         await dep.ledger.wait_for(tag, "v1 alpha")
+        # The alpha step is in the journal once the SDK has moved on to the sleep; a kill before
+        # that leaves a journal v2 can replay without a mismatch (a loaded CI machine did).
+        await wait_for_row(
+            sdk_server.admin_url,
+            f"SELECT index FROM sys_journal WHERE id = '{sent.invocation_id}'"
+            " AND entry_type = 'Command: Sleep'",
+        )
         dep.restart(SCENARIO_VERSION="v2")
         row = await wait_for_row(
             sdk_server.admin_url,

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from bench.loadgen import warmed_load
-from bench.run import SCENARIOS
+from bench.run import SCENARIOS, add_sdk_args
 from tests.support import PythonService, make_server, register
 
 # Innermost frame matching a pattern names the subsystem a sample is charged to (first match wins).
@@ -123,7 +123,9 @@ def profile(args: argparse.Namespace, work: Path) -> tuple[Path, int]:
     path, body = SCENARIOS[args.scenario]
     with (
         make_server("perdure", work / "server") as server,
-        PythonService("bench.greeter", "app", log_dir=work, name="greeter") as sdk,
+        PythonService(
+            "bench.greeter", "app", log_dir=work, name="greeter", hypercorn_args=args.sdk_args
+        ) as sdk,
     ):
         register(server.admin_url, sdk.url)
         extra = ["--path", path, "--body", body]
@@ -146,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tool", choices=("py-spy", "strace"), default="py-spy")
+    add_sdk_args(parser)
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="greeter")
     parser.add_argument("--n", type=int, default=15000)
     parser.add_argument("-c", "--concurrency", type=int, default=32)

@@ -112,6 +112,18 @@ def drive_load(
     )
 
 
+def add_sdk_args(parser: argparse.ArgumentParser) -> None:
+    """`--sdk-args`: the SDK process's hypercorn arguments. Every bench that drives the official SDK
+    takes the same default, uvloop: without it the SDK halves the throughput and the server's CPU per
+    invocation rises with the longer waits, so figures of two benches would not compare."""
+    parser.add_argument(
+        "--sdk-args",
+        default="--worker-class uvloop",
+        type=lambda s: s.split(),
+        help="extra hypercorn arguments for the SDK process",
+    )
+
+
 def run_round(kind: str, round_index: int, args: argparse.Namespace, workdir: Path) -> RoundResult:
     """Fresh server + fresh SDK process, register, warm up, measure, tear both down."""
     server = make_server(kind, workdir / f"{kind}-{round_index}")
@@ -212,12 +224,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="rounds per server (alternating)")
     parser.add_argument("--warmup", type=int, default=300, help="warm-up invocations per round")
     parser.add_argument("--servers", default="perdure,restate", help="comma list, order = alternation order")
-    parser.add_argument(
-        "--sdk-args",
-        default="--worker-class uvloop",
-        type=lambda s: s.split(),
-        help="extra hypercorn arguments for the SDK process",
-    )
+    add_sdk_args(parser)
     parser.add_argument(
         "--scenario",
         default="greeter",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from starlette.routing import BaseRoute
 
+from perdure.server import collector
 from perdure.server.admin.app import create_admin_app
 from perdure.server.admin.backups import backup_routes
 from perdure.server.admin.cluster import cluster_routes, sqlite_status
@@ -348,6 +349,7 @@ async def serve(settings: Settings) -> None:
             ingestion.start(tg)
             # A crash between a registration and its schedules' commit is mended here.
             await declarations.apply_registered(registry)
+            collector.settle()
             log.info(
                 "perdure listening: ingress %s://%s:%d, admin %s://%s:%d, %s (ready in %.0f ms,"
                 " recovery %.0f ms, %.0f ms from the process start)",

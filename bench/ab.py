@@ -51,13 +51,19 @@ def export_tree(spec: str, into: Path) -> Path:
 
 
 def launcher(tree: Path, into: Path) -> Path:
-    """An executable that runs `perdure` from `tree` on this interpreter (PERDURE_BIN points at it)."""
+    """An executable that runs `perdure` from `tree` on this interpreter (PERDURE_BIN points at it).
+
+    The tree goes first on `sys.path` from inside the process: `python -c` puts the working
+    directory (the bench's, which the server inherits) ahead of PYTHONPATH, so PYTHONPATH alone
+    would run whichever tree the bench was started from, on both sides. The server refuses to
+    start if `perdure` still comes from elsewhere."""
     script = into / "perdure"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'PYTHONPATH="{tree}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{sys.executable}" '
-        '-c "import sys; from perdure.cli import main; sys.exit(main())" "$@"\n'
+    code = (
+        f"import sys; sys.path.insert(0, {str(tree)!r}); import perdure; "
+        f"assert perdure.__file__.startswith({str(tree)!r}), perdure.__file__; "
+        "from perdure.cli import main; sys.exit(main())"
     )
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "{code}" "$@"\n')
     script.chmod(0o755)
     return script
 

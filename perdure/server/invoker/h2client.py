@@ -13,8 +13,6 @@ import os
 import ssl
 from urllib.parse import urlsplit
 
-import jh2.exceptions
-
 from perdure.server.invoker.h2connection import (
     CANCEL,
     CONNECT_TIMEOUT_S,
@@ -193,11 +191,7 @@ class H2Client:
 
     async def _open(self, pool: _Pool, stream: H2Stream) -> None:
         conn = pool.pick() or await pool.acquire()
-        try:
-            conn.open_stream(stream)
-        except jh2.exceptions.TooManyStreamsError:
-            conn.max_concurrent = max(1, len(conn.streams))
-            await self._open(pool, stream)
+        conn.open_stream(stream)
 
     async def _reopen(self, stream: H2Stream) -> None:
         """Replay a stream the peer refused (never processed) on another connection."""

@@ -1,9 +1,9 @@
 """HTTP/2 streams and connections of the invoker's client (see `h2client` for the pool).
 
 One pool of connections per authority; each connection multiplexes many full-duplex streams
-(the request body stays open while response frames arrive). Built on the sans-IO `h2` library
-under an asyncio Protocol: bytes from the socket are fed to `h2`, and everything `h2` wants to
-send is written at most once per event-loop pass (one coalesced `transport.write`).
+(the request body stays open while response frames arrive). The sans-IO connection state is
+`h2wire`'s under an asyncio Protocol: bytes from the socket are fed to it, and everything it wants
+to send is written at most once per event-loop pass (one coalesced `transport.write`).
 
 Connections are rotated before a peer's lifetime stream limit (hypercorn closes a connection
 with GOAWAY after 1,000 streams, and its `h2` state machine cannot finish in-flight streams after
@@ -15,17 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
-import jh2.config
-import jh2.connection
-import jh2.events
-import jh2.exceptions
-import jh2.settings
-from jh2 import hpack
-from jh2.hpack.hpack import encode_integer
+from perdure.server.invoker import h2wire
+from perdure.server.invoker.h2wire import H2ProtocolError, H2Wire, StreamClosed, encode_literal
 
 if TYPE_CHECKING:
     from perdure.server.invoker.h2client import H2Client, _Pool
@@ -45,7 +39,7 @@ CONNECTION_WINDOW_BYTES = 64 << 20
 URL_CACHE_MAX = 4096
 HEADER_FIELDS_CACHED_MAX = 1024
 # Fields that differ on every request: encoding them is cheap, caching them would only churn.
-_UNCACHED_FIELDS = frozenset((b"x-restate-invocation-id", b"traceparent", b"x-restate-jwt-v1"))
+_UNCACHED_FIELDS = frozenset(("x-restate-invocation-id", "traceparent", "x-restate-jwt-v1"))
 CANCEL = 8
 _REFUSED_STREAM = 7
 
@@ -73,58 +67,27 @@ class StreamReset(H2Error):
         self.error_code = error_code
 
 
-def _literal(name: bytes, value: bytes, kind: bytes = b"\x00") -> bytes:
-    """A literal header field with a new name, no Huffman: "without indexing" (0x00, RFC 7541
-    6.2.2) or "never indexed" (0x10, 6.2.3, for fields marked sensitive)."""
-    return b"".join(
-        (kind, bytes(encode_integer(len(name), 7)), name, bytes(encode_integer(len(value), 7)), value)
-    )
-
-
-class _PlainEncoder(hpack.Encoder):  # type: ignore[misc]
-    """HPACK encoder for the invoker's requests: plain literals that never enter the dynamic
-    table, so a header block is a pure function of its headers and the fields that repeat on
-    every request (method, scheme, authority, content type, the deployment's extra headers) are
-    encoded once and cached. No Huffman coding: peers like hypercorn decode it slowly. The peer's
-    table size changes are still acknowledged, as RFC 7541 4.2 requires."""
+class _HeaderEncoder:
+    """Request header blocks as plain literals (`h2wire.encode_literal`): a block is a pure
+    function of its fields, so the fields that repeat on every request (method, scheme, authority,
+    content type, the deployment's extra headers) are encoded once and cached. No Huffman coding:
+    peers like hypercorn decode it slowly."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self._fields: dict[tuple[bytes, bytes], bytes] = {}
+        self._fields: dict[tuple[str, str], bytes] = {}
 
-    def encode(self, headers: Any, huffman: bool = False) -> bytes:
-        parts: list[bytes] = []
-        if self.header_table.resized:
-            parts.append(bytes(self._encode_table_size_change()))
-            self.header_table.resized = False
+    def encode(self, headers: list[tuple[str, str]]) -> bytes:
         fields = self._fields
-        for header in headers:
-            name, value = header[0], header[1]
-            if isinstance(name, str):
-                name = name.encode("utf-8")
-            if isinstance(value, str):
-                value = value.encode("utf-8")
-            # jh2 hands (name, value, sensitive) triples to its encoder.
-            if header[-1] is True or not getattr(header, "indexable", True):
-                parts.append(_literal(name, value, b"\x10"))
-                continue
-            block = fields.get((name, value))
+        parts: list[bytes] = []
+        for field in headers:
+            block = fields.get(field)
             if block is None:
-                block = _literal(name, value)
+                name, value = field
+                block = encode_literal(name.encode("utf-8"), value.encode("utf-8"))
                 if len(fields) < HEADER_FIELDS_CACHED_MAX and name not in _UNCACHED_FIELDS:
-                    fields[(name, value)] = block
+                    fields[field] = block
             parts.append(block)
         return b"".join(parts)
-
-
-_H2_CONFIG = jh2.config.H2Configuration(
-    client_side=True,
-    header_encoding="utf-8",
-    validate_outbound_headers=False,
-    normalize_outbound_headers=False,
-    validate_inbound_headers=False,
-    normalize_inbound_headers=False,
-)
 
 
 class H2Stream:
@@ -245,8 +208,8 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
-        self.h2 = jh2.connection.H2Connection(config=_H2_CONFIG)
-        self.h2.encoder = _PlainEncoder()
+        self.h2 = H2Wire(stream_window=STREAM_WINDOW_BYTES, connection_window=CONNECTION_WINDOW_BYTES)
+        self.encoder = _HeaderEncoder()
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
         self.streams: dict[int, H2Stream] = {}
@@ -266,23 +229,15 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
         self.transport = transport  # type: ignore[assignment]
-        self.h2.local_settings = jh2.settings.Settings(
-            client=True,
-            initial_values={
-                jh2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW_BYTES,
-                jh2.settings.SettingCodes.ENABLE_PUSH: 0,
-            },
-        )
-        self.h2.initiate_connection()
-        self.h2.increment_flow_control_window(CONNECTION_WINDOW_BYTES - 65535)
+        self.h2.initiate()
         self._flush()
         self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
         try:
-            events = self.h2.receive_data(data)
-        except jh2.exceptions.ProtocolError as e:
-            self._abort(ConnectionLost(f"HTTP/2 protocol error from {self.pool.authority}: {e}"))
+            events = self.h2.receive(data)
+        except H2ProtocolError as e:
+            self._abort(ConnectionLost(f"HTTP/2 protocol error from {self.pool.authority}: {e}"), code=e.code)
             return
         for event in events:
             self._dispatch(event)
@@ -293,66 +248,54 @@ class _Connection(asyncio.Protocol):
         self._abort(ConnectionLost(f"connection to {self.pool.authority} closed{reason}"), close=False)
 
     # --- events ---
-    def _dispatch(self, event: jh2.events.Event) -> None:
-        if isinstance(event, jh2.events.DataReceived):
-            self._on_data(event)
-        elif isinstance(event, jh2.events.ResponseReceived):
-            self._on_response(event)
-        elif isinstance(event, jh2.events.StreamEnded):
-            stream = self.streams.get(event.stream_id)
+    def _dispatch(self, event: h2wire.Event) -> None:
+        kind, sid, a, b = event
+        if kind == h2wire.EV_DATA:
+            self._on_data(sid, a, b)
+        elif kind == h2wire.EV_RESPONSE:
+            self._on_response(sid, a, b)
+        elif kind == h2wire.EV_ENDED:
+            stream = self.streams.get(sid)
             if stream is not None:
                 stream._ended_remote = True
                 stream._wake()
                 self._maybe_release(stream)
-        elif isinstance(event, jh2.events.StreamReset):
-            self._on_reset(event)
-        elif isinstance(event, jh2.events.WindowUpdated):
-            self._on_window(event.stream_id)
-        elif isinstance(event, jh2.events.RemoteSettingsChanged):
-            self._on_settings(event)
-        elif isinstance(event, jh2.events.ConnectionTerminated):
-            self._on_goaway(event)
-        # Trailers, informational responses, pings and priority need no action.
+        elif kind == h2wire.EV_RESET:
+            self._on_reset(sid, a)
+        elif kind == h2wire.EV_WINDOW:
+            self._on_window(sid)
+        elif kind == h2wire.EV_SETTINGS:
+            self._on_settings(a)
+        elif kind == h2wire.EV_GOAWAY:
+            self._on_goaway(sid, a)
 
-    def _on_response(self, event: jh2.events.ResponseReceived) -> None:
-        stream = self.streams.get(event.stream_id)
+    def _on_response(self, sid: int, status: int, headers: list[tuple[str, str]]) -> None:
+        stream = self.streams.get(sid)
         if stream is None:
             return
-        # header_encoding="utf-8" makes h2 hand out str pairs (its annotations say bytes).
-        headers = cast(list[tuple[str, str]], event.headers)
-        status = 0
-        out = []
-        for name, value in headers:
-            if name == ":status":
-                status = int(value)
-            else:
-                out.append((name, value))
-        stream._headers = out
+        stream._headers = headers
         stream._status = status
         stream._sent = None
         stream._wake()
 
-    def _on_data(self, event: jh2.events.DataReceived) -> None:
-        stream = self.streams.get(event.stream_id)
-        padding = event.flow_controlled_length - len(event.data)
+    def _on_data(self, sid: int, data: bytes, flow_controlled: int) -> None:
+        stream = self.streams.get(sid)
         if stream is None or stream._error is not None:
-            self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            self.h2.acknowledge(sid, len(data))  # nobody reads it (the padding is acknowledged already)
             return
-        if padding:
-            self.h2.acknowledge_received_data(padding, event.stream_id)
-        if event.data:
-            stream._chunks.append(event.data)
+        if data:
+            stream._chunks.append(data)
             stream._wake()
 
-    def _on_reset(self, event: jh2.events.StreamReset) -> None:
-        stream = self.streams.pop(event.stream_id, None)
-        self.blocked.pop(event.stream_id, None)
+    def _on_reset(self, sid: int, error_code: int) -> None:
+        stream = self.streams.pop(sid, None)
+        self.blocked.pop(sid, None)
         if stream is None:
             return
-        if event.error_code == _REFUSED_STREAM and stream._sent is not None:
+        if error_code == _REFUSED_STREAM and stream._sent is not None:
             self._refuse(stream)
         else:
-            stream._fail(StreamReset(event.error_code))
+            stream._fail(StreamReset(error_code))
         self._released()
 
     def _on_window(self, stream_id: int) -> None:
@@ -366,17 +309,17 @@ class _Connection(asyncio.Protocol):
         for stream in blocked.values():
             self.pump(stream)
 
-    def _on_settings(self, event: jh2.events.RemoteSettingsChanged) -> None:
-        peer_max = self.h2.remote_settings.max_concurrent_streams
-        self.max_concurrent = min(self.pool.client.streams_per_connection_max, peer_max)
+    def _on_settings(self, initial_window_changed: bool) -> None:
+        peer_max = self.h2.remote_max_concurrent
+        client_max = self.pool.client.streams_per_connection_max
+        self.max_concurrent = client_max if peer_max is None else min(client_max, peer_max)
         self.pool.wake_all()
-        if jh2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+        if initial_window_changed:
             self._on_window(0)
 
-    def _on_goaway(self, event: jh2.events.ConnectionTerminated) -> None:
+    def _on_goaway(self, last: int, error_code: int) -> None:
         """Stop opening streams here; replay refused streams; let processed ones finish."""
         self.draining = True
-        last = event.last_stream_id if event.last_stream_id is not None else 0
         # Client stream ids are 1, 3, 5, ...: the peer processed (last + 1) // 2 of ours.
         self.pool.learn_lifetime(min(self.opened, (last + 1) // 2))
         for sid in [sid for sid in self.streams if sid > last]:
@@ -386,16 +329,14 @@ class _Connection(asyncio.Protocol):
                 self._refuse(stream)
             else:
                 stream._fail(ConnectionLost(f"{self.pool.authority} refused the stream (GOAWAY)"))
-        if event.error_code != 0 or not self.streams:
+        if error_code != 0 or not self.streams:
             self._abort(
                 ConnectionLost(
-                    f"{self.pool.authority} closed the connection (GOAWAY error code {event.error_code})"
+                    f"{self.pool.authority} closed the connection (GOAWAY error code {error_code})"
                 )
             )
             return
-        # h2 treats a received GOAWAY as terminal, but RFC 9113 lets streams up to
-        # last_stream_id complete; keep the state machine open so their frames are accepted.
-        self.h2.state_machine.state = jh2.connection.ConnectionState.CLIENT_OPEN
+        # RFC 9113 6.8: streams up to last_stream_id may still complete.
         self.pool.released(self)
 
     def _refuse(self, stream: H2Stream) -> None:
@@ -409,9 +350,8 @@ class _Connection(asyncio.Protocol):
 
     def open_stream(self, stream: H2Stream) -> None:
         """Send the stream's headers (and anything already queued for it) on this connection."""
-        sid = self.h2.get_next_available_stream_id()
         end_now = stream._end_queued and not stream._out
-        self.h2.send_headers(sid, stream._head, end_stream=end_now)
+        sid = self.h2.open_stream(self.encoder.encode(stream._head), end_stream=end_now)
         stream._conn = self
         stream.stream_id = sid
         stream._refused = False
@@ -432,7 +372,7 @@ class _Connection(asyncio.Protocol):
         h2conn = self.h2
         try:
             while out:
-                window = min(h2conn.local_flow_control_window(sid), h2conn.max_outbound_frame_size)
+                window = h2conn.send_window(sid)
                 if window <= 0:
                     self.blocked[sid] = stream
                     break
@@ -452,7 +392,7 @@ class _Connection(asyncio.Protocol):
             if not out and stream._end_queued and not stream._ended_local:
                 h2conn.end_stream(sid)
                 stream._ended_local = True
-        except (jh2.exceptions.StreamClosedError, jh2.exceptions.ProtocolError):
+        except StreamClosed:
             out.clear()
             stream._ended_local = True
         self._schedule_flush()
@@ -462,7 +402,7 @@ class _Connection(asyncio.Protocol):
         """Hand consumed response bytes back to the peer's flow-control window."""
         if self.closed:
             return
-        self.h2.acknowledge_received_data(size, stream_id)
+        self.h2.acknowledge(stream_id, size)
         self._schedule_flush()
 
     def reset(self, stream: H2Stream, error_code: int) -> None:
@@ -470,8 +410,7 @@ class _Connection(asyncio.Protocol):
         if self.streams.pop(sid, None) is None or self.closed:
             return
         self.blocked.pop(sid, None)
-        with contextlib.suppress(jh2.exceptions.StreamClosedError):
-            self.h2.reset_stream(sid, error_code)
+        self.h2.reset_stream(sid, error_code)
         self._schedule_flush()
         self._released()
 
@@ -513,7 +452,7 @@ class _Connection(asyncio.Protocol):
         else:
             self._arm_idle_timer()
 
-    def _abort(self, error: H2Error | None, *, close: bool = True) -> None:
+    def _abort(self, error: H2Error | None, *, close: bool = True, code: int = h2wire.NO_ERROR) -> None:
         """Fail every stream still here and close the connection (idempotent)."""
         first = not self.closed
         self.closed = True
@@ -529,12 +468,9 @@ class _Connection(asyncio.Protocol):
         for stream in streams:
             stream._fail(failure)
         if first and close and self.transport is not None:
-            if error is None:
-                try:
-                    self.h2.close_connection()
-                    self.transport.write(self.h2.data_to_send())
-                except jh2.exceptions.ProtocolError:
-                    pass
+            if error is None or code != h2wire.NO_ERROR:
+                self.h2.close(code)
+                self.transport.write(self.h2.data_to_send())
             self.transport.close()
         if not self.lost.done():
             self.lost.set_result(None)

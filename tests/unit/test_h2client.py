@@ -219,9 +219,15 @@ async def test_goaway_after_n_streams_moves_new_streams_to_a_fresh_connection(go
                 outcomes.append("ok" if (status, body) == (200, b"hello ") else "bad")
             except ConnectionLost:
                 outcomes.append("lost")
-        # The stream that crossed the limit is still answered (it is below GOAWAY's last
-        # stream id); later streams go to fresh connections.
-        assert outcomes == ["ok"] * 40, outcomes
+        # Later streams go to fresh connections: the client learned the limit and rotates before
+        # it. The one stream that crossed it is below GOAWAY's last stream id, so the client waits
+        # for its answer, but hypercorn may drop it: once its h2 state machine has sent GOAWAY it
+        # refuses to send any more frames, so a response still being written is lost when the
+        # connection closes (ConnectionLost: for the invoker a failed attempt, retried).
+        assert outcomes[10] in ("ok", "lost"), outcomes
+        assert outcomes[:10] == ["ok"] * 10 and outcomes[11:] == ["ok"] * 29, outcomes
+        authority = goaway_server.removeprefix("http://")
+        assert client.connection_count(authority) >= 1
     finally:
         await client.aclose()
 

@@ -291,3 +291,16 @@ def test_hostile_frames_raise_only_protocol_errors(frames: list[tuple[int, int, 
     with contextlib.suppress(H2ProtocolError):  # anything else escaping fails the test
         c.receive(data)
     c.data_to_send()
+
+
+def test_a_changed_header_table_size_is_signalled_once_in_the_next_block(wire: H2Wire) -> None:
+    head = encode_literal(b":method", b"POST")
+    wire.receive(frame(w.SETTINGS, 0, 0, settings_payload(max_concurrent=5)))  # no table change
+    wire.open_stream(head)
+    wire.receive(frame(w.SETTINGS, 0, 0, settings_payload(table=0)))
+    wire.open_stream(head)
+    wire.open_stream(head)
+    blocks = [f[3] for f in parse(wire.data_to_send()) if f[0] == w.HEADERS]
+    assert blocks == [head, b"\x20" + head, head]
+    decoder = hpack.Decoder()
+    assert [decoder.decode(b) for b in blocks] == [[(":method", "POST")]] * 3

@@ -50,6 +50,7 @@ WINDOW_MAX = (1 << 31) - 1
 # Our SETTINGS_MAX_FRAME_SIZE is the default: a bigger frame from the peer is a FRAME_SIZE_ERROR.
 INBOUND_FRAME_MAX = DEFAULT_MAX_FRAME
 HEADER_BLOCK_MAX = 1 << 20  # a response header block (with its CONTINUATIONs) above this: error
+TABLE_SIZE_ZERO = b"\x20"  # HPACK dynamic table size update to 0 (RFC 7541 6.3)
 
 # Event kinds (`receive` returns 4-tuples: kind, stream id, and up to two values of the kind).
 EV_RESPONSE = 1  # (kind, sid, status, headers: list[(str, str)])
@@ -146,6 +147,10 @@ class H2Wire:
         self.remote_max_concurrent: int | None = None  # unlimited until the peer says
         self.goaway_received = False
         self.closed = False
+        self._remote_table_size = 4096
+        # The peer changed SETTINGS_HEADER_TABLE_SIZE: our next header block starts with a dynamic
+        # table size update (RFC 7541 4.2; strict decoders such as nghttp2 insist on it).
+        self._table_update_due = False
 
     # ------------------------------------------------------------------ sending
 
@@ -169,6 +174,9 @@ class H2Wire:
         stream = _Stream(self.remote_initial_window, self._local_stream_window)
         stream.local_closed = end_stream
         self._streams[sid] = stream
+        if self._table_update_due:
+            self._table_update_due = False
+            header_block = TABLE_SIZE_ZERO + header_block  # we never index: size 0 always fits
         limit = self.max_frame
         flags = END_STREAM if end_stream else 0
         if len(header_block) <= limit:
@@ -464,6 +472,8 @@ class H2Wire:
                 self.remote_max_concurrent = value
             elif key == SETTINGS_ENABLE_PUSH and value > 1:
                 raise H2ProtocolError("ENABLE_PUSH other than 0 or 1")
-            # HEADER_TABLE_SIZE limits the table our encoder may use; it uses none.
+            elif key == SETTINGS_HEADER_TABLE_SIZE and value != self._remote_table_size:
+                self._remote_table_size = value
+                self._table_update_due = True
         self._out.append(_frame(SETTINGS, ACK, 0))
         events.append((EV_SETTINGS, 0, window_changed, None))

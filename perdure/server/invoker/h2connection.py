@@ -251,7 +251,7 @@ class _Connection(asyncio.Protocol):
     def _dispatch(self, event: h2wire.Event) -> None:
         kind, sid, a, b = event
         if kind == h2wire.EV_DATA:
-            self._on_data(sid, a, b)
+            self._on_data(sid, a)
         elif kind == h2wire.EV_RESPONSE:
             self._on_response(sid, a, b)
         elif kind == h2wire.EV_ENDED:
@@ -278,7 +278,7 @@ class _Connection(asyncio.Protocol):
         stream._sent = None
         stream._wake()
 
-    def _on_data(self, sid: int, data: bytes, flow_controlled: int) -> None:
+    def _on_data(self, sid: int, data: bytes) -> None:
         stream = self.streams.get(sid)
         if stream is None or stream._error is not None:
             self.h2.acknowledge(sid, len(data))  # nobody reads it (the padding is acknowledged already)

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from perdure.protocol.errors import ProtocolError
+from perdure.record import record
 
 HEADER = struct.Struct(">HHI")
 HEADER_SIZE = HEADER.size
@@ -14,7 +14,7 @@ MESSAGE_SIZE_MAX_DEFAULT = 32 * 1024 * 1024
 FLAG_REQUESTED_ACK = 0x8000
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Frame:
     """One framed message, body still encoded."""
 

@@ -14,6 +14,7 @@ from perdure.protocol.errors import ProtocolError
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _INDEX = {c: i for i, c in enumerate(ALPHABET)}
+_PAIRS = [a + b for a in ALPHABET for b in ALPHABET]  # two digits a division: half the divmods
 PK_CHARS = 11
 UUID_CHARS = 22
 INVOCATION_ID_LEN = len("inv_1") + PK_CHARS + UUID_CHARS
@@ -27,9 +28,10 @@ class IdError(ValueError):
 def b62encode(n: int, width: int) -> str:
     out = []
     while n:
-        n, r = divmod(n, 62)
-        out.append(ALPHABET[r])
-    return "".join(reversed(out)).rjust(width, "0")
+        n, r = divmod(n, 3844)
+        out.append(_PAIRS[r])
+    out.reverse()
+    return "".join(out).lstrip("0").rjust(width, "0")
 
 
 def b62decode(s: str) -> int:

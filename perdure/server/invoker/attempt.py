@@ -10,13 +10,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from perdure.protocol import messages_pb2 as pb
 from perdure.protocol.codec import MessageType as T
 from perdure.protocol.errors import ProtocolError
 from perdure.protocol.framing import FrameDecoder, encode_frame
+from perdure.record import record
 from perdure.server.invoker.h2client import H2Error
 from perdure.server.processor.commands import AttemptFailed, AttemptOpened, Command, SdkMessage
 from perdure.server.processor.effects import StartAttempt
@@ -46,7 +46,7 @@ class Opener(Protocol):
     ) -> StreamLike: ...
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Endpoint:
     """What the attempt needs of a deployment."""
 

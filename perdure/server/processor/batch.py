@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from perdure.record import record
 from perdure.server.processor.commands import Timer
 from perdure.server.processor.model import Invocation, record_expires_at_ms
 
@@ -36,7 +37,7 @@ class Op(IntEnum):
     DEDUP_SET = 17  # (producer, offset): highest ingested offset of a record stream
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InvocationIndex:
     """The indexed columns of an invocation record, so a store need not parse
     the record (which holds the output: megabytes for a big result) to index it."""

@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from perdure.protocol.ids import AwakeableRef
+from perdure.record import record
 from perdure.server.processor.model import Failure, Target
 from perdure.server.processor.schedules import Schedule
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InvokeRequest:
     target: Target
     input: bytes
@@ -23,7 +24,7 @@ class InvokeRequest:
     trace_parent: str | None = None  # W3C traceparent of the invocation's start span
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Invoke:
     """From the ingress. `mode` "send" replies once the invocation is durable;
     "call" replies with its outcome."""
@@ -33,7 +34,7 @@ class Invoke:
     mode: str  # "call" | "send"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ingest:
     """From a subscription's consumer: one Kafka record to become an invocation, at most once per
     (producer, offset). `producer` names the stream of offsets (subscription, group, topic,
@@ -46,7 +47,7 @@ class Ingest:
     token: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SdkMessage:
     """One protocol message streamed by the service during attempt `attempt`."""
 
@@ -56,7 +57,7 @@ class SdkMessage:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AttemptFailed:
     """The attempt ended without End/Suspension (transport error, non-2xx,
     timeout, stream closed early), or the SDK sent an ErrorMessage (then the
@@ -74,7 +75,7 @@ class AttemptFailed:
     server: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AttemptOpened:
     """The service answered the attempt's request (its identification header)."""
 
@@ -99,12 +100,12 @@ TIMER_SCHEDULE = 6  # a schedule's next tick (invocation: schedules.timer_id(nam
 TIMER_ADMIT = 5  # a rate rule's next token: start what waits for it (invocation: ADMIT_TIMER_ID)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TimerFired:
     timer: Timer
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LookupTarget:
     """How attach/output name an invocation: by id, idempotency key or workflow key."""
 
@@ -115,14 +116,14 @@ class LookupTarget:
     idempotency_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Attach:
     raw_id: bytes
     token: int
     wait: bool  # attach waits for completion; output answers at once
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CompleteAwakeable:
     awakeable: AwakeableRef
     value: bytes | None
@@ -130,7 +131,7 @@ class CompleteAwakeable:
     token: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Terminate:
     """Admin: cancel (graceful, compensation runs), kill (immediate), purge."""
 
@@ -139,7 +140,7 @@ class Terminate:
     token: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReplaceState:
     """Admin: replace all state of an object/workflow key."""
 
@@ -149,7 +150,7 @@ class ReplaceState:
     token: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RestartAsNew:
     """Admin: a completed invocation again as a new one with the same input, optionally keeping
     its journal up to entry `from_index` (included) and the completions of the commands there."""
@@ -160,7 +161,7 @@ class RestartAsNew:
     token: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RuleChange:
     """One entry of a PUT /limits/rules batch (the rule's full body) or of a bulk delete."""
 
@@ -175,7 +176,7 @@ class RuleChange:
     expected_version: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ChangeRules:
     """Admin: upsert or delete concurrency/rate rules, all or none (`/limits/rules`)."""
 
@@ -183,7 +184,7 @@ class ChangeRules:
     token: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ChangeSchedule:
     """Admin: put, delete, pause, resume, get or list schedules."""
 
@@ -194,7 +195,7 @@ class ChangeSchedule:
     declared: tuple[Schedule, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CheckMailbox:
     """A cluster node's mailbox task: rows may wait for partitions this node owns; apply them
     (the reply's `data` is how many were read, so the task asks again when the read was full)."""

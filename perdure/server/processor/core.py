@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from perdure.protocol import messages_pb2 as pb
 from perdure.protocol.codec import MessageType as T
 from perdure.protocol.codec import decode
 from perdure.protocol.ids import SIGNAL_CANCEL, IdError, InvocationId, random_seed_of
+from perdure.record import record
 from perdure.server.processor import mail
 from perdure.server.processor import promises as prom
 from perdure.server.processor.armed import armed_timers
@@ -66,7 +66,7 @@ KILLED = Failure(409, "killed")
 CANCELLED = Failure(409, "cancelled")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ProcessorConfig:
     eager_state_size_max: int = 32 * 1024 * 1024
     timers_loaded_max: int = 10_000  # the timer service loads the rest lazily

@@ -3,14 +3,14 @@ batch that produced them is durable."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from perdure.record import record
 from perdure.server.processor.commands import Timer
 from perdure.server.processor.model import Entry, Failure, Outcome, Target
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Reply:
     """Answer to an ingress/admin request token."""
 
@@ -27,7 +27,7 @@ class Reply:
     data: Any = None  # an admin answer's body (rules written, patterns removed)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StartAttempt:
     invocation: bytes
     invocation_id: str
@@ -45,7 +45,7 @@ class StartAttempt:
     trace_parent: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SendToAttempt:
     invocation: bytes
     attempt: int
@@ -53,7 +53,7 @@ class SendToAttempt:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AbortAttempt:
     """Stop the attempt's stream (kill: RST_STREAM CANCEL)."""
 
@@ -61,12 +61,12 @@ class AbortAttempt:
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ArmTimer:
     timer: Timer
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Completed:
     """An invocation completed (for telemetry: per-handler outcomes, durations, end spans)."""
 

@@ -9,15 +9,14 @@ same batch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from perdure.protocol.ids import InvocationId
+from perdure.record import record
 from perdure.server.processor.commands import InvokeRequest
 from perdure.server.processor.model import CallerRef, Target
 from perdure.server.processor.portable import Codec
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MailInvoke:
     """Create invocation `id` (unless it exists: then `caller`, if any, is attached to it)."""
 
@@ -29,7 +28,7 @@ class MailInvoke:
     by_target: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MailSignal:
     """Signal `idx` (an awakeable's index, or cancel) of invocation `id`; `result` is "value",
     "failure" or "void" and `body` the serialized pb.Value / pb.Failure / pb.Void."""
@@ -40,7 +39,7 @@ class MailSignal:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MailNotify:
     """Journal notification `body` (a serialized pb.NotificationMessage) of type `type` into
     invocation `id`: a call's result, an attach's answer."""
@@ -50,7 +49,7 @@ class MailNotify:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MailAttach:
     """Invocation `caller` attaches to `id` (wait) or asks for its output now; the answer goes
     back as a `MailNotify` when the caller's partition is not this one's."""
@@ -60,7 +59,7 @@ class MailAttach:
     wait: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MailKill:
     """Kill invocation `id` and what it calls (a killed caller's pending callee)."""
 

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from perdure.protocol.ids import InvocationId
+from perdure.record import record
 
 # Raw statuses, as in Restate's sys_invocation_status.
 SCHEDULED = "scheduled"
@@ -31,7 +32,7 @@ VIRTUAL_OBJECT = "virtual_object"
 WORKFLOW = "workflow"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Target:
     service: str
     handler: str
@@ -50,13 +51,13 @@ class Target:
         return f"{self.service}/{self.key}/{self.handler}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Failure:
     code: int
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Outcome:
     """Completed result of an invocation: a value or a terminal failure."""
 
@@ -84,7 +85,7 @@ class Entry:
     appended_at_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CallerRef:
     """Where a callee's result goes: the caller's journal, by completion id."""
 

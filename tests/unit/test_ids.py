@@ -18,7 +18,12 @@ def _digits(n: int, width: int) -> str:
     return out
 
 
-@given(st.integers(min_value=1, max_value=22).flatmap(lambda w: st.tuples(st.just(w), st.integers(0, 62**w - 1))))
+_WIDTH_AND_N = st.integers(min_value=1, max_value=22).flatmap(
+    lambda w: st.tuples(st.just(w), st.integers(0, 62**w - 1))
+)
+
+
+@given(_WIDTH_AND_N)
 def test_b62encode_is_the_fixed_width_base62_of_n(case: tuple[int, int]) -> None:
     width, n = case
     text = b62encode(n, width)

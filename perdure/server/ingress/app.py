@@ -151,7 +151,8 @@ class Ingress:
         problem = handler.validate_input(ctype.decode("latin-1") if ctype is not None else None, body)
         if problem is not None:
             raise IngressError(400, f"input validation error: {problem}")
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        qs = scope.get("query_string", b"")
+        query = parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {}
         execution_time_ms = None
         if "delay" in query:
             if not is_send:

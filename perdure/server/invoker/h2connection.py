@@ -241,7 +241,8 @@ class _Connection(asyncio.Protocol):
             return
         for event in events:
             self._dispatch(event)
-        self._schedule_flush()
+        if self.h2.has_output():  # a SETTINGS ack, a PING answer (streams schedule their own)
+            self._schedule_flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f": {exc}" if exc else ""
@@ -403,7 +404,8 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             return
         self.h2.acknowledge(stream_id, size)
-        self._schedule_flush()
+        if self.h2.has_output():  # a WINDOW_UPDATE, once half a window is consumed
+            self._schedule_flush()
 
     def reset(self, stream: H2Stream, error_code: int) -> None:
         sid = stream.stream_id

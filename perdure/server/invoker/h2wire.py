@@ -251,6 +251,10 @@ class H2Wire:
             last = 0  # the client accepts no streams from the server
             self._out.append(_frame(GOAWAY, 0, 0, last.to_bytes(4, "big") + error_code.to_bytes(4, "big")))
 
+    def has_output(self) -> bool:
+        """Frames wait to be sent (most received DATA frames make none)."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         if not self._out:
             return b""

@@ -193,6 +193,20 @@ def test_the_decoder_sees_blocks_of_streams_closed_here(wire: H2Wire) -> None:
     assert events == [(w.EV_RESPONSE, second, 200, [("x-k", "indexed")])]
 
 
+def test_repeated_indexed_blocks_follow_every_change_of_the_table(wire: H2Wire) -> None:
+    """An all-indexed block decoded before means the same until a block changes the table."""
+    enc = hpack.Encoder()
+    seen = []
+    for value in ("1", "1", "2", "2", "2"):  # the encoder indexes each new value of x-v
+        sid = wire.open_stream(b"")
+        block = response_block(200, ("x-v", value), enc=enc)
+        events = wire.receive(frame(w.HEADERS, w.END_HEADERS | w.END_STREAM, sid, block))
+        seen.append((block[0] >= 0x80 and all(b & 0x80 for b in block), events[0][3]))
+    assert [headers for _, headers in seen] == [[("x-v", v)] for v in ("1", "1", "2", "2", "2")]
+    # The repeats were the one-byte indexed blocks, and the same bytes after the change said "2".
+    assert [indexed for indexed, _ in seen] == [False, True, False, True, True]
+
+
 def test_reset_goaway_and_ping(wire: H2Wire) -> None:
     sid = wire.open_stream(b"")
     wire.data_to_send()

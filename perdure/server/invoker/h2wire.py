@@ -5,7 +5,7 @@ more: h2c prior knowledge or h2 over TLS, requests whose bodies stay open while 
 streams (full duplex), flow control both ways, RST_STREAM, GOAWAY, PING, SETTINGS. The client
 never accepts pushes (SETTINGS_ENABLE_PUSH 0), never sends priorities or padding, and encodes its
 own headers as plain literals that never enter the peer's dynamic table (`encode_literal`);
-response header blocks are decoded with jh2's native HPACK decoder, which keeps the
+response header blocks are decoded with jh2's HPACK decoder (Python), which keeps the
 decoder's dynamic table in step with every block the peer sends, including blocks of streams
 that are already closed here.
 
@@ -20,10 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-try:  # jh2's native (Rust) HPACK decoder, which jh2's own connection prefers: 1 us a block, not 9
-    from jh2._hazmat import Decoder as HpackDecoder
-except ImportError:  # a platform without jh2's native wheel: its pure-Python codec, same calls
-    from jh2.hpack import Decoder as HpackDecoder
+from jh2.hpack import Decoder as HpackDecoder
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -53,6 +50,7 @@ WINDOW_MAX = (1 << 31) - 1
 # Our SETTINGS_MAX_FRAME_SIZE is the default: a bigger frame from the peer is a FRAME_SIZE_ERROR.
 INBOUND_FRAME_MAX = DEFAULT_MAX_FRAME
 HEADER_BLOCK_MAX = 1 << 20  # a response header block (with its CONTINUATIONs) above this: error
+INDEXED_BLOCKS_MAX = 64  # distinct all-indexed header blocks remembered per connection
 TABLE_SIZE_ZERO = b"\x20"  # HPACK dynamic table size update to 0 (RFC 7541 6.3)
 
 # Event kinds (`receive` returns 4-tuples: kind, stream id, and up to two values of the kind).
@@ -137,6 +135,11 @@ class H2Wire:
         self._out: list[bytes] = []  # joined by data_to_send (memoryview slices of big messages too)
         self._buf = b""
         self._decoder = HpackDecoder(max_header_list_size=header_list_max)
+        # Header blocks made only of one-byte indexed fields, decoded: such a block leaves the
+        # decoder's table as it was (RFC 7541 6.1), so the same bytes mean the same headers until a
+        # block of another kind, which may change the table, empties this. A service's responses
+        # are such blocks but for one a second (hypercorn indexes each new `date`).
+        self._indexed_blocks: dict[bytes, list[tuple[str, str]]] = {}
         self._streams: dict[int, _Stream] = {}
         self._next_sid = 1
         self._block: _Block | None = None
@@ -396,8 +399,7 @@ class H2Wire:
         if stream.status == 0:
             status = 0
             out: list[tuple[str, str]] = []
-            for header in headers:  # (name, value, sensitive) natively, (name, value) in Python
-                name, value = header[0], header[1]
+            for name, value in headers:
                 if name == ":status":
                     status = int(value)
                 elif name[:1] != ":":
@@ -413,6 +415,20 @@ class H2Wire:
         # else: trailers, which the invoker does not use
         if block.end_stream:
             self._close_remote(sid, stream, events)
+
+    def _decode(self, raw: bytes) -> list[tuple[str, str]]:
+        try:
+            headers: list[tuple[str, str]] = self._decoder.decode(raw)
+        except Exception as exc:  # jh2's HPACK errors
+            raise H2ProtocolError(f"HPACK decoding failed: {exc}", COMPRESSION_ERROR) from None
+        cache = self._indexed_blocks
+        if raw and min(raw) >= 0x80 and max(raw) < 0xFF:  # 1xxxxxxx, index below 127: no table change
+            if len(cache) >= INDEXED_BLOCKS_MAX:
+                cache.clear()
+            cache[raw] = headers
+        else:  # a literal or a table size update: the table may have changed
+            cache.clear()
+        return headers
 
     def _close_remote(self, sid: int, stream: _Stream, events: list[Event]) -> None:
         stream.remote_closed = True

@@ -14,7 +14,7 @@ from http import HTTPStatus
 
 import orjson
 
-from perdure.protocol.ids import ALPHABET, PK_CHARS, UUID_CHARS, partition_key_of
+from perdure.protocol.ids import PK_CHARS, UUID_CHARS, b62encode, partition_key_of
 from perdure.server.processor.limits import matches, parse_pattern
 from perdure.server.processor.schedules import NEXT_RUNS_SHOWN, Schedule, next_runs
 from perdure.server.query.entries import kind_name, view
@@ -22,7 +22,6 @@ from perdure.server.query.entries import kind_name, view
 U64_SIGN = 1 << 63
 SECOND_CACHE_MAX = 65_536  # formatted seconds of timestamp_text
 ID_CACHE_MAX = 262_144  # rendered ids kept across queries (repeated scans of the same rows)
-_PAIRS = [a + b for a in ALPHABET for b in ALPHABET]  # base62 digit pairs, 62*62 of them
 ENTRY_FIELDS = frozenset(
     (
         "entry_type",
@@ -162,21 +161,12 @@ def duration_text(ms: int | None) -> str | None:
     return f"PT{seconds}S" if rest == 0 else f"PT{seconds}.{rest:03d}".rstrip("0") + "S"
 
 
-def _b62(n: int, width: int) -> str:
-    """Base62, two digits per division (a scan renders every row's id)."""
-    out = []
-    while n:
-        n, r = divmod(n, 3844)
-        out.append(_PAIRS[r])
-    text = "".join(reversed(out))
-    return text[-width:] if len(text) > width else text.rjust(width, "0")
-
-
 @lru_cache(maxsize=ID_CACHE_MAX)
 def invocation_id_text(raw: bytes) -> str:
-    """`inv_1…` of a raw 24-byte id; equal to `str(InvocationId.from_raw(raw))`, faster."""
-    pk = _b62(int.from_bytes(raw[:8], "little"), PK_CHARS)
-    return "inv_1" + pk + _b62(int.from_bytes(raw[8:], "little"), UUID_CHARS)
+    """`inv_1…` of a raw 24-byte id; equal to `str(InvocationId.from_raw(raw))`, without the object
+    (a scan renders every row's id)."""
+    pk = b62encode(int.from_bytes(raw[:8], "little"), PK_CHARS)
+    return "inv_1" + pk + b62encode(int.from_bytes(raw[8:], "little"), UUID_CHARS)
 
 
 def _id_text(raw: bytes | None) -> str | None:

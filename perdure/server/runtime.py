@@ -401,34 +401,49 @@ class Runtime:
 
 async def _unless_gone(fut: asyncio.Future[Reply], until: Coroutine[Any, Any, None]) -> Reply:
     """`fut`'s reply, unless `until` (the requester going away) completes first: `Abandoned`.
-    Most replies come within a few commits, so the task running `until` starts only when the
-    reply has not come after `WATCH_AFTER_S`: a timer per call, not a task."""
-    loop = asyncio.get_running_loop()
+    Most replies come within a few commits, so the wait starts with a timer and no task (no task
+    group either): only a reply not here after `WATCH_AFTER_S` starts the task running `until`."""
+    if not fut.done():
+        loop = asyncio.get_running_loop()
+        early: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not early.done():
+                early.set_result(None)
+
+        timer = loop.call_later(WATCH_AFTER_S, wake)
+        fut.add_done_callback(wake)
+        try:
+            await early
+        except BaseException:
+            until.close()  # this task is cancelled before the watch began
+            raise
+        finally:
+            timer.cancel()
+            fut.remove_done_callback(wake)
+    if fut.done():
+        until.close()
+        return fut.result()
+    return await _watching(fut, until)
+
+
+async def _watching(fut: asyncio.Future[Reply], until: Coroutine[Any, Any, None]) -> Reply:
+    """The reply is late: wait for it with a task running `until` beside."""
     async with asyncio.TaskGroup() as tg:
-        watcher: asyncio.Task[None] | None = None
+        watcher = tg.create_task(until)
 
         def gone(_: asyncio.Task[None]) -> None:
             if not fut.done():
                 fut.cancel()
 
-        def watch() -> None:
-            nonlocal watcher
-            if not fut.done():
-                watcher = tg.create_task(until)
-                watcher.add_done_callback(gone)
-
-        timer = loop.call_later(WATCH_AFTER_S, watch)
+        watcher.add_done_callback(gone)
         try:
             await fut
         except asyncio.CancelledError:
-            if watcher is None or not watcher.done() or watcher.cancelled():
+            if not watcher.done() or watcher.cancelled():
                 raise  # this task is cancelled
         finally:
-            timer.cancel()
-            if watcher is None:
-                until.close()
-            else:
-                watcher.cancel()
+            watcher.cancel()
     if fut.cancelled():  # by `gone`: raised here, as a TaskGroup would wrap it in a group
         raise Abandoned("the requester went away")
     return fut.result()

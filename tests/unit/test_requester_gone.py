@@ -75,3 +75,22 @@ async def test_cancelling_the_caller_is_a_cancellation_not_an_abandon() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_cancelled_before_the_watch_starts_closes_the_watch_unstarted() -> None:
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Reply] = loop.create_future()
+    started = False
+
+    async def until() -> None:
+        nonlocal started
+        started = True
+
+    watch = until()
+    task = asyncio.create_task(_unless_gone(fut, watch))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not started and watch.cr_frame is None  # closed, never run
+    assert not fut.done()  # the reply may still come (and nobody waits for it)
